@@ -1,0 +1,32 @@
+// The clock, injected wherever time matters (STYLE habit 10) so tests can move it.
+#ifndef KEYFOUNDRY_COMMON_CLOCK_H_
+#define KEYFOUNDRY_COMMON_CLOCK_H_
+
+#include <atomic>
+#include <chrono>
+
+namespace keyfoundry {
+
+// Thread-safe: implementations may be called from any thread.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual std::chrono::system_clock::time_point Now() const = 0;
+  // The process-wide real clock.
+  static const Clock& Real();
+};
+
+// A clock that only moves when told to. Test-only.
+class FakeClock final : public Clock {
+ public:
+  explicit FakeClock(std::chrono::system_clock::time_point start = {}) : now_(start) {}
+  std::chrono::system_clock::time_point Now() const override { return now_.load(); }
+  void Advance(std::chrono::system_clock::duration d) { now_.store(now_.load() + d); }
+
+ private:
+  std::atomic<std::chrono::system_clock::time_point> now_;
+};
+
+}  // namespace keyfoundry
+
+#endif  // KEYFOUNDRY_COMMON_CLOCK_H_
