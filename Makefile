@@ -17,7 +17,7 @@ release: deps
 # The fuzz preset builds only the fuzzers; CTest's short fuzz runs use them.
 fuzz-build: deps
 	@cmake --preset fuzz >/dev/null
-	@cmake --build --preset fuzz
+	@cmake --build --preset fuzz --target fuzzers
 
 run: release
 	./build/release/src/server/keyfoundryd serve --data-dir "$(DATA_DIR)" --listen "$(LISTEN)"
