@@ -4,6 +4,7 @@
 
 #include <climits>
 
+#include "common/encoding.h"
 #include "crypto/ossl_ptr.h"
 
 namespace keyfoundry::crypto {
@@ -40,6 +41,15 @@ StatusOr<SecretBytes> RandomSecret(size_t n, Random& random) {
   SecretBytes out(n);
   RETURN_IF_ERROR(random.Fill(out.Mutable(InsecureSecretAccess())));
   return out;
+}
+
+StatusOr<std::string> NewUuid(Random& random) {
+  ASSIGN_OR_RETURN(Bytes b, RandomBytes(16, random));
+  b[6] = static_cast<uint8_t>((b[6] & 0x0f) | 0x40);  // version 4
+  b[8] = static_cast<uint8_t>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  std::string hex = HexEncode(b);
+  return hex.substr(0, 8) + "-" + hex.substr(8, 4) + "-" + hex.substr(12, 4) + "-" +
+         hex.substr(16, 4) + "-" + hex.substr(20);
 }
 
 }  // namespace keyfoundry::crypto

@@ -4,6 +4,7 @@
 #define KEYFOUNDRY_CRYPTO_RANDOM_H_
 
 #include <span>
+#include <string>
 
 #include "common/bytes.h"
 #include "common/secret_bytes.h"
@@ -24,6 +25,10 @@ class Random {
 
 StatusOr<Bytes> RandomBytes(size_t n, Random& random = Random::Secure());
 StatusOr<SecretBytes> RandomSecret(size_t n, Random& random = Random::Secure());
+
+// A random (version 4) UUID in its lower-case 8-4-4-4-12 text form, as Azure uses for tenant,
+// subscription and object ids.
+StatusOr<std::string> NewUuid(Random& random = Random::Secure());
 
 }  // namespace keyfoundry::crypto
 

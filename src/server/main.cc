@@ -1,1 +1,75 @@
-int main() { return 0; }
+// keyfoundryd: the keyfoundry server.
+//
+//   keyfoundryd serve --data-dir DIR --listen HOST:PORT [--domain DOMAIN]
+//
+// Today it initialises the data directory (tenant, subscription, admin password, metadata
+// store, blob store) and waits for SIGTERM or SIGINT; the HTTPS API comes next (README).
+#include <signal.h>
+#include <sys/prctl.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <iostream>
+
+#include "common/logging.h"
+#include "server/data_dir.h"
+
+namespace {
+
+using keyfoundry::Log;
+using keyfoundry::LogLevel;
+
+int Serve(const std::string& data_dir, const std::string& listen, const std::string& domain) {
+  // Key material must not end up in core dumps (BRIEF §8).
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  // Block the stop signals before any thread starts, then wait for one.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+  const char* env_password = std::getenv("KEYFOUNDRY_ADMIN_PASSWORD");
+  auto dir = keyfoundry::server::InitDataDir(
+      data_dir, env_password ? std::optional<std::string_view>(env_password) : std::nullopt);
+  if (!dir.ok()) {
+    Log(LogLevel::kError, "data_dir.failed", {{"dir", data_dir}, {"error", dir.status().ToString()}});
+    std::cerr << "keyfoundryd: " << dir.status().message() << "\n";
+    return 1;
+  }
+  Log(LogLevel::kInfo, dir->created ? "data_dir.created" : "data_dir.opened",
+      {{"dir", data_dir}, {"tenant_id", dir->tenant_id}, {"subscription_id", dir->subscription_id}});
+  if (dir->created && env_password == nullptr) {
+    std::cout << "keyfoundryd: initialised " << data_dir << "; the admin password is in "
+              << (dir->path / "admin-password").string() << "\n";
+  }
+  Log(LogLevel::kInfo, "server.waiting",
+      {{"listen", listen}, {"domain", domain},
+       {"note", "the HTTPS API is not built yet; stop with Ctrl-C or SIGTERM"}});
+  std::cout << "keyfoundryd: data directory ready at " << data_dir
+            << " (the HTTPS API on " << listen << " comes in a later release); Ctrl-C stops"
+            << std::endl;
+
+  int sig = 0;
+  sigwait(&stop, &sig);
+  Log(LogLevel::kInfo, "server.stopped", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"keyfoundryd: the keyfoundry server"};
+  app.require_subcommand(1);
+  std::string data_dir, listen = "127.0.0.1:8443", domain = "localhost";
+  CLI::App* serve = app.add_subcommand("serve", "initialise the data directory and serve");
+  serve->add_option("--data-dir", data_dir, "the data directory (created on first start)")
+      ->required();
+  serve->add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks a free port)")
+      ->capture_default_str();
+  serve->add_option("--domain", domain, "the DNS domain of vault and account hosts")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  return Serve(data_dir, listen, domain);
+}
