@@ -1,7 +1,8 @@
 // SecretBytes: key material and other secrets (STYLE habit 4).
 //
 // - The buffer is mlock'd where the system allows it (best effort: RLIMIT_MEMLOCK may refuse,
-//   which is not an error) so it is not swapped out, and zeroized before it is freed.
+//   which is not an error) so it is not swapped out, kept out of core dumps where it is small
+//   enough for the locked pool (4 KiB), and zeroized before it is freed.
 // - Equality is constant-time in the contents (the length is not secret).
 // - There is no operator<<, no implicit conversion and no way to print it. Reading or writing
 //   the raw bytes takes an InsecureSecretAccess token, so every such place is found by
@@ -55,7 +56,8 @@ class SecretBytes {
 
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
-  bool locked_ = false;
+  bool locked_ = false;  // a large secret, mlock'd on its own
+  bool pooled_ = false;  // a small secret, in the locked pool
 };
 
 // Constant-time equality of two byte strings of equal length (false when lengths differ).

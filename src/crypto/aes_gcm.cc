@@ -38,9 +38,15 @@ StatusOr<std::unique_ptr<AesGcm>> AesGcm::New(const SecretBytes& key) {
   if (cipher == nullptr) {
     return InvalidArgumentError("AES-GCM keys are 16, 24 or 32 bytes");
   }
-  ASSIGN_OR_RETURN(EvpCipherCtxPtr enc, NewContext(cipher, key, true));
-  ASSIGN_OR_RETURN(EvpCipherCtxPtr dec, NewContext(cipher, key, false));
-  return std::unique_ptr<AesGcm>(new AesGcm(std::move(enc), std::move(dec)));
+  return std::unique_ptr<AesGcm>(new AesGcm(cipher, key.Clone()));
+}
+
+StatusOr<EVP_CIPHER_CTX*> AesGcm::Context(bool encrypt) {
+  EvpCipherCtxPtr& ctx = encrypt ? enc_ : dec_;
+  if (!ctx) {
+    ASSIGN_OR_RETURN(ctx, NewContext(cipher_, key_, encrypt));
+  }
+  return ctx.get();
 }
 
 Status AesGcm::SetNonce(EVP_CIPHER_CTX* ctx, ByteView nonce, bool encrypt) {
@@ -65,7 +71,7 @@ Status AesGcm::Seal(ByteView nonce, ByteView aad, ByteView plaintext, std::span<
   if (out.size() != plaintext.size() + kTagSize) {
     return InvalidArgumentError("AES-GCM output buffer has the wrong size");
   }
-  EVP_CIPHER_CTX* ctx = enc_.get();
+  ASSIGN_OR_RETURN(EVP_CIPHER_CTX* ctx, Context(/*encrypt=*/true));
   RETURN_IF_ERROR(SetNonce(ctx, nonce, true));
   int len = 0;
   if (!aad.empty() &&
@@ -102,7 +108,7 @@ Status AesGcm::Open(ByteView nonce, ByteView aad, ByteView ciphertext_and_tag,
   // keeps the contract simple.
   uint8_t tag[kTagSize];
   std::copy_n(ciphertext_and_tag.data() + ct_size, kTagSize, tag);
-  EVP_CIPHER_CTX* ctx = dec_.get();
+  ASSIGN_OR_RETURN(EVP_CIPHER_CTX* ctx, Context(/*encrypt=*/false));
   RETURN_IF_ERROR(SetNonce(ctx, nonce, false));
   int len = 0;
   bool ok = aad.empty() ||

@@ -45,9 +45,13 @@ class AesGcm {
   StatusOr<Bytes> Open(ByteView nonce, ByteView aad, ByteView ciphertext_and_tag);
 
  private:
-  AesGcm(EvpCipherCtxPtr enc, EvpCipherCtxPtr dec) : enc_(std::move(enc)), dec_(std::move(dec)) {}
+  AesGcm(const EVP_CIPHER* cipher, SecretBytes key) : cipher_(cipher), key_(std::move(key)) {}
+  // The context for one direction, keyed on first use: most instances only seal or only open.
+  StatusOr<EVP_CIPHER_CTX*> Context(bool encrypt);
   Status SetNonce(EVP_CIPHER_CTX* ctx, ByteView nonce, bool encrypt);
 
+  const EVP_CIPHER* cipher_;
+  SecretBytes key_;
   EvpCipherCtxPtr enc_;
   EvpCipherCtxPtr dec_;
 };

@@ -68,13 +68,13 @@ Bytes DekAad(ByteView key_block_prefix, ByteView header) {
   return w.Take();
 }
 
+// `nonce` is fresh from the CSPRNG.
 StatusOr<Bytes> WrapDataKey(const GenerationKey& generation, const SecretBytes& dek,
-                            ByteView header, crypto::Random& random) {
+                            ByteView header, ByteView nonce) {
   ByteWriter w(kKeyBlockSize);
   w.WriteU8(kKeyBlockVersion);
   w.WriteU8(kWrapAlgAes256Gcm);
   w.WriteU64(generation.generation());
-  ASSIGN_OR_RETURN(Bytes nonce, crypto::RandomBytes(crypto::AesGcm::kNonceSize, random));
   ASSIGN_OR_RETURN(auto aead, crypto::AesGcm::New(generation.key()));
   ASSIGN_OR_RETURN(Bytes sealed, aead->Seal(nonce, DekAad(w.bytes(), header),
                                             dek.Reveal(InsecureSecretAccess())));
@@ -162,7 +162,8 @@ StatusOr<Bytes> RewrapKeyBlock(ByteView key_block, ByteView content_header,
                                const GenerationKey& from, const GenerationKey& to,
                                crypto::Random& random) {
   ASSIGN_OR_RETURN(SecretBytes dek, UnwrapDataKey(key_block, content_header, from));
-  return WrapDataKey(to, dek, content_header, random);
+  ASSIGN_OR_RETURN(Bytes nonce, crypto::RandomBytes(crypto::AesGcm::kNonceSize, random));
+  return WrapDataKey(to, dek, content_header, nonce);
 }
 
 uint64_t SealedSize(uint64_t plaintext_size, size_t object_id_size, uint32_t segment_size) {
@@ -178,8 +179,7 @@ EnvelopeWriter::EnvelopeWriter(std::unique_ptr<crypto::AesGcm> aead, Bytes heade
       header_(std::move(header)),
       key_block_(std::move(key_block)),
       sink_(std::move(sink)),
-      segment_size_(segment_size),
-      buffer_(segment_size + kSegmentOverhead) {}
+      segment_size_(segment_size) {}
 
 StatusOr<std::unique_ptr<EnvelopeWriter>> EnvelopeWriter::New(std::string_view object_id,
                                                               const GenerationKey& generation,
@@ -187,7 +187,15 @@ StatusOr<std::unique_ptr<EnvelopeWriter>> EnvelopeWriter::New(std::string_view o
                                                               crypto::Random& random) {
   RETURN_IF_ERROR(CheckObjectId(object_id));
   RETURN_IF_ERROR(CheckSegmentSize(options.segment_size));
-  ASSIGN_OR_RETURN(Bytes salt, crypto::RandomBytes(kSaltSize, random));
+  // One draw from the CSPRNG for the salt, the key-block nonce and the DEK: each call into
+  // OpenSSL's DRBG costs system calls (its fork check), which dominated small objects.
+  ASSIGN_OR_RETURN(SecretBytes fresh,
+                   crypto::RandomSecret(kSaltSize + crypto::AesGcm::kNonceSize + kDataKeySize,
+                                        random));
+  ByteView drawn = fresh.Reveal(InsecureSecretAccess());
+  ByteView salt = drawn.first(kSaltSize);
+  ByteView wrap_nonce = drawn.subspan(kSaltSize, crypto::AesGcm::kNonceSize);
+  SecretBytes dek(drawn.subspan(kSaltSize + crypto::AesGcm::kNonceSize), InsecureSecretAccess());
   ByteWriter h(kHeaderFixedSize + object_id.size());
   h.WriteBytes(kMagic);
   h.WriteU8(kEnvelopeVersion);
@@ -198,8 +206,7 @@ StatusOr<std::unique_ptr<EnvelopeWriter>> EnvelopeWriter::New(std::string_view o
   h.WriteBytes(AsBytes(object_id));
   Bytes header = h.Take();
 
-  ASSIGN_OR_RETURN(SecretBytes dek, crypto::RandomSecret(kDataKeySize, random));
-  ASSIGN_OR_RETURN(Bytes key_block, WrapDataKey(generation, dek, header, random));
+  ASSIGN_OR_RETURN(Bytes key_block, WrapDataKey(generation, dek, header, wrap_nonce));
   ASSIGN_OR_RETURN(auto aead, crypto::AesGcm::New(dek));
   RETURN_IF_ERROR(sink(header));
   return std::unique_ptr<EnvelopeWriter>(new EnvelopeWriter(
@@ -207,13 +214,18 @@ StatusOr<std::unique_ptr<EnvelopeWriter>> EnvelopeWriter::New(std::string_view o
       options.segment_size));
 }
 
-Status EnvelopeWriter::SealSegment(bool last) {
+Status EnvelopeWriter::SealSegment(ByteView plaintext, bool last) {
   if (next_segment_ >= kMaxSegments) {
     return OutOfRangeError("the object is larger than the envelope format allows");
   }
   auto nonce = SegmentNonce(next_segment_, last);
-  std::span<uint8_t> sealed(buffer_.data(), buffered_ + kSegmentOverhead);
-  RETURN_IF_ERROR(aead_->Seal(nonce, header_, ByteView(buffer_.data(), buffered_), sealed));
+  // In-place seals always have room (Write grows the buffer with it); this covers sealing
+  // straight from the input and the empty last segment of an empty object.
+  if (buffer_.size() < plaintext.size() + kSegmentOverhead) {
+    buffer_.resize(plaintext.size() + kSegmentOverhead);
+  }
+  std::span<uint8_t> sealed(buffer_.data(), plaintext.size() + kSegmentOverhead);
+  RETURN_IF_ERROR(aead_->Seal(nonce, header_, plaintext, sealed));
   RETURN_IF_ERROR(sink_(sealed));
   ++next_segment_;
   buffered_ = 0;
@@ -226,10 +238,24 @@ Status EnvelopeWriter::Write(ByteView plaintext) {
   while (!plaintext.empty()) {
     // A full buffer is sealed only once more data arrives: until then it may be the last.
     if (buffered_ == segment_size_) {
-      failed_ = SealSegment(/*last=*/false);
+      failed_ = SealSegment(ByteView(buffer_.data(), buffered_), /*last=*/false);
       RETURN_IF_ERROR(failed_);
     }
+    if (buffered_ == 0 && plaintext.size() > segment_size_) {
+      // A whole segment with more data after it is not the last: seal it straight from the
+      // input and skip the copy into the buffer.
+      failed_ = SealSegment(plaintext.first(segment_size_), /*last=*/false);
+      RETURN_IF_ERROR(failed_);
+      plaintext_size_ += segment_size_;
+      plaintext = plaintext.subspan(segment_size_);
+      continue;
+    }
     size_t n = std::min<size_t>(segment_size_ - buffered_, plaintext.size());
+    // The buffer grows to what the object needs (small objects stay small), with room for the
+    // tag so the segment can be sealed in place.
+    if (buffer_.size() < buffered_ + n + kSegmentOverhead) {
+      buffer_.resize(buffered_ + n + kSegmentOverhead);
+    }
     std::memcpy(buffer_.data() + buffered_, plaintext.data(), n);
     buffered_ += n;
     plaintext_size_ += n;
@@ -241,10 +267,9 @@ Status EnvelopeWriter::Write(ByteView plaintext) {
 Status EnvelopeWriter::Finish() {
   RETURN_IF_ERROR(failed_);
   if (finished_) return FailedPreconditionError("the object has already been finished");
-  failed_ = SealSegment(/*last=*/true);
+  failed_ = SealSegment(ByteView(buffer_.data(), buffered_), /*last=*/true);
   RETURN_IF_ERROR(failed_);
   finished_ = true;
-  SecureZero(buffer_);
   return OkStatus();
 }
 

@@ -110,14 +110,15 @@ class EnvelopeWriter {
  private:
   EnvelopeWriter(std::unique_ptr<crypto::AesGcm> aead, Bytes header, Bytes key_block,
                  EnvelopeSink sink, uint32_t segment_size);
-  Status SealSegment(bool last);
+  // Seals `plaintext` (the buffer's front, or input) as the next segment into buffer_.
+  Status SealSegment(ByteView plaintext, bool last);
 
   std::unique_ptr<crypto::AesGcm> aead_;
   Bytes header_;
   Bytes key_block_;
   EnvelopeSink sink_;
   uint32_t segment_size_;
-  Bytes buffer_;          // segment_size_ + tag; plaintext accumulates at the front
+  Bytes buffer_;          // up to segment_size_ + tag; plaintext accumulates at the front
   size_t buffered_ = 0;
   uint64_t next_segment_ = 0;
   uint64_t plaintext_size_ = 0;
