@@ -5,6 +5,8 @@
 #define KEYFOUNDRY_CRYPTO_OSSL_PTR_H_
 
 #include <openssl/bn.h>
+#include <openssl/decoder.h>
+#include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/param_build.h>
@@ -36,6 +38,8 @@ using BignumPtr = std::unique_ptr<BIGNUM, OsslFree<&BN_free>>;
 using BignumClearPtr = std::unique_ptr<BIGNUM, OsslFree<&BN_clear_free>>;  // secret values
 using OsslParamPtr = std::unique_ptr<OSSL_PARAM, OsslFree<&OSSL_PARAM_free>>;
 using OsslParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, OsslFree<&OSSL_PARAM_BLD_free>>;
+using OsslDecoderCtxPtr = std::unique_ptr<OSSL_DECODER_CTX, OsslFree<&OSSL_DECODER_CTX_free>>;
+using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, OsslFree<&ECDSA_SIG_free>>;
 
 // An error status carrying `what` and the name of OpenSSL's most recent error reason (never
 // any data). Clears OpenSSL's thread-local error queue so errors don't leak between calls.

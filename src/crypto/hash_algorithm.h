@@ -1,0 +1,26 @@
+// The hash functions keyfoundry signs with, shared by RSA and ECDSA.
+//
+// Thread safety: constants and pure functions.
+#ifndef KEYFOUNDRY_CRYPTO_HASH_ALGORITHM_H_
+#define KEYFOUNDRY_CRYPTO_HASH_ALGORITHM_H_
+
+#include <cstddef>
+
+namespace keyfoundry::crypto {
+
+enum class HashAlgorithm {
+  kSha256 = 1,
+  kSha384 = 2,
+  kSha512 = 3,
+};
+
+// OpenSSL's name for `hash` ("SHA256", ...), or nullptr when `hash` is not an enumerator:
+// callers fail closed on it.
+const char* HashName(HashAlgorithm hash);
+
+// The digest size in bytes (32, 48, 64), or 0 when `hash` is not an enumerator.
+size_t HashSize(HashAlgorithm hash);
+
+}  // namespace keyfoundry::crypto
+
+#endif  // KEYFOUNDRY_CRYPTO_HASH_ALGORITHM_H_
