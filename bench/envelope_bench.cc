@@ -23,13 +23,12 @@ struct Sealed {
 
 Sealed SealOnce(const Bytes& plaintext, Bytes& content) {
   content.clear();
-  auto writer = *EnvelopeWriter::New(
-      "bench-object", Gen(),
-      [&](ByteView b) {
-        content.insert(content.end(), b.begin(), b.end());
-        return OkStatus();
-      },
-      {});
+  auto writer = *EnvelopeWriter::New("bench-object", Gen(),
+                                     [&](ByteView b) {
+                                       content.insert(content.end(), b.begin(), b.end());
+                                       return OkStatus();
+                                     },
+                                     {});
   if (!writer->Write(plaintext).ok() || !writer->Finish().ok()) std::abort();
   return {writer->key_block(), {}};
 }

@@ -72,7 +72,8 @@ StatusOr<Bytes> Decode(std::string_view text, const std::array<uint8_t, 256>& re
   for (char c : text) {
     uint8_t v = reverse[static_cast<uint8_t>(c)];
     if (v == kInvalid) {
-      return InvalidArgumentError(std::string(name) + " input has a character outside its alphabet");
+      return InvalidArgumentError(std::string(name) +
+                                  " input has a character outside its alphabet");
     }
     acc = (acc << 6) | v;
     bits += 6;

@@ -15,13 +15,13 @@
 
 namespace keyfoundry {
 
-std::string Base64Encode(ByteView data);               // padded
-std::string Base64UrlEncode(ByteView data);            // unpadded, as JOSE wants
-StatusOr<Bytes> Base64Decode(std::string_view text);   // padded or not
+std::string Base64Encode(ByteView data);                 // padded
+std::string Base64UrlEncode(ByteView data);              // unpadded, as JOSE wants
+StatusOr<Bytes> Base64Decode(std::string_view text);     // padded or not
 StatusOr<Bytes> Base64UrlDecode(std::string_view text);  // padded or not
 
-std::string HexEncode(ByteView data);                  // lower case
-StatusOr<Bytes> HexDecode(std::string_view text);      // either case, even length
+std::string HexEncode(ByteView data);              // lower case
+StatusOr<Bytes> HexDecode(std::string_view text);  // either case, even length
 
 }  // namespace keyfoundry
 

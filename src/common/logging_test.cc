@@ -13,9 +13,7 @@ TEST(LoggingTest, FormatsOneJsonObjectPerLine) {
   EXPECT_NE(line.find("\"dir\":\"/a\\\"b\""), std::string::npos);
 }
 
-TEST(LoggingTest, EscapesControlCharacters) {
-  EXPECT_EQ(JsonEscape("a\nb\x01"), "a\\nb\\u0001");
-}
+TEST(LoggingTest, EscapesControlCharacters) { EXPECT_EQ(JsonEscape("a\nb\x01"), "a\\nb\\u0001"); }
 
 }  // namespace
 }  // namespace keyfoundry

@@ -41,10 +41,10 @@ class LockedPool {
     }
     size_t slot_size = kMinSlot << cls;
     if (chunk_ == nullptr || chunk_used_ + slot_size > kChunkSize) {
-      void* chunk = mmap(nullptr, kChunkSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                         -1, 0);
+      void* chunk =
+          mmap(nullptr, kChunkSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (chunk == MAP_FAILED) return nullptr;
-      mlock(chunk, kChunkSize);            // best effort: RLIMIT_MEMLOCK may refuse
+      mlock(chunk, kChunkSize);  // best effort: RLIMIT_MEMLOCK may refuse
       madvise(chunk, kChunkSize, MADV_DONTDUMP);
       chunk_ = static_cast<uint8_t*>(chunk);
       chunk_used_ = 0;

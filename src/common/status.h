@@ -98,9 +98,10 @@ class [[nodiscard]] StatusOr {
     }
   }
   template <typename U = T>
-    requires std::is_constructible_v<T, U&&> && (!std::is_same_v<std::decay_t<U>, Status>) &&
-             (!std::is_same_v<std::decay_t<U>, StatusOr<T>>)
-  StatusOr(U&& value) : value_(std::in_place_index<1>, std::forward<U>(value)) {}  // NOLINT
+  requires std::is_constructible_v<T, U&&> &&
+      (!std::is_same_v<std::decay_t<U>, Status>)&&(!std::is_same_v<std::decay_t<U>, StatusOr<T>>)
+          StatusOr(U&& value)
+      : value_(std::in_place_index<1>, std::forward<U>(value)) {}  // NOLINT
 
   bool ok() const { return value_.index() == 1; }
   Status status() const { return ok() ? OkStatus() : std::get<0>(value_); }
@@ -142,10 +143,10 @@ Status AsStatus(const StatusOr<T>& s) {
 #define KF_STATUS_CONCAT_(a, b) KF_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function when `expr` (a Status or StatusOr) is not OK.
-#define RETURN_IF_ERROR(expr)                                                       \
-  do {                                                                              \
+#define RETURN_IF_ERROR(expr)                                                        \
+  do {                                                                               \
     ::keyfoundry::Status kf_status_ = ::keyfoundry::status_internal::AsStatus(expr); \
-    if (!kf_status_.ok()) return kf_status_;                                        \
+    if (!kf_status_.ok()) return kf_status_;                                         \
   } while (false)
 
 // ASSIGN_OR_RETURN(auto x, MakeX()); declares or assigns `lhs` from a StatusOr, or returns

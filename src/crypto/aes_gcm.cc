@@ -13,10 +13,14 @@ const EVP_CIPHER* CipherForKeySize(size_t key_size) {
   static EVP_CIPHER* const k192 = EVP_CIPHER_fetch(nullptr, "AES-192-GCM", nullptr);
   static EVP_CIPHER* const k256 = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
   switch (key_size) {
-    case 16: return k128;
-    case 24: return k192;
-    case 32: return k256;
-    default: return nullptr;
+    case 16:
+      return k128;
+    case 24:
+      return k192;
+    case 32:
+      return k256;
+    default:
+      return nullptr;
   }
 }
 
@@ -54,8 +58,8 @@ Status AesGcm::SetNonce(EVP_CIPHER_CTX* ctx, ByteView nonce, bool encrypt) {
     return InvalidArgumentError("AES-GCM nonces are 1 to 128 bytes");
   }
   if (static_cast<size_t>(EVP_CIPHER_CTX_get_iv_length(ctx)) != nonce.size() &&
-      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(nonce.size()),
-                          nullptr) != 1) {
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_IVLEN, static_cast<int>(nonce.size()), nullptr) !=
+          1) {
     return OsslError(StatusCode::kInternal, "AES-GCM nonce length rejected");
   }
   if (EVP_CipherInit_ex2(ctx, nullptr, nullptr, nonce.data(), encrypt ? 1 : 0, nullptr) != 1) {
@@ -71,7 +75,7 @@ Status AesGcm::Seal(ByteView nonce, ByteView aad, ByteView plaintext, std::span<
   if (out.size() != plaintext.size() + kTagSize) {
     return InvalidArgumentError("AES-GCM output buffer has the wrong size");
   }
-  ASSIGN_OR_RETURN(EVP_CIPHER_CTX* ctx, Context(/*encrypt=*/true));
+  ASSIGN_OR_RETURN(EVP_CIPHER_CTX * ctx, Context(/*encrypt=*/true));
   RETURN_IF_ERROR(SetNonce(ctx, nonce, true));
   int len = 0;
   if (!aad.empty() &&
@@ -87,8 +91,8 @@ Status AesGcm::Seal(ByteView nonce, ByteView aad, ByteView plaintext, std::span<
     written = len;
   }
   if (EVP_EncryptFinal_ex(ctx, out.data() + written, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTagSize,
-                          out.data() + plaintext.size()) != 1) {
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, kTagSize, out.data() + plaintext.size()) !=
+          1) {
     return OsslError(StatusCode::kInternal, "AES-GCM finalisation failed");
   }
   return OkStatus();
@@ -103,12 +107,13 @@ Status AesGcm::Open(ByteView nonce, ByteView aad, ByteView ciphertext_and_tag,
   if (ct_size > kMaxMessageSize || aad.size() > kMaxMessageSize) {
     return InvalidArgumentError("AES-GCM message too large for one call");
   }
-  if (out.size() != ct_size) return InvalidArgumentError("AES-GCM output buffer has the wrong size");
+  if (out.size() != ct_size)
+    return InvalidArgumentError("AES-GCM output buffer has the wrong size");
   // The tag is copied first: decrypting in place overwrites nothing past ct_size, but a copy
   // keeps the contract simple.
   uint8_t tag[kTagSize];
   std::copy_n(ciphertext_and_tag.data() + ct_size, kTagSize, tag);
-  ASSIGN_OR_RETURN(EVP_CIPHER_CTX* ctx, Context(/*encrypt=*/false));
+  ASSIGN_OR_RETURN(EVP_CIPHER_CTX * ctx, Context(/*encrypt=*/false));
   RETURN_IF_ERROR(SetNonce(ctx, nonce, false));
   int len = 0;
   bool ok = aad.empty() ||

@@ -115,11 +115,12 @@ bool ParseHeader(ByteView data, Header* out) {
   ByteView magic, salt, id;
   uint8_t version, alg, id_size;
   uint32_t segment_size;
-  if (!in.ReadBytes(kMagic.size(), &magic) || !std::equal(magic.begin(), magic.end(), kMagic.begin()) ||
-      !in.ReadU8(&version) || version != kEnvelopeVersion || !in.ReadU8(&alg) ||
-      alg != kContentAlgAes256GcmSegments || !in.ReadU32(&segment_size) ||
-      !CheckSegmentSize(segment_size).ok() || !in.ReadBytes(kSaltSize, &salt) ||
-      !in.ReadU8(&id_size) || id_size == 0 || !in.ReadBytes(id_size, &id)) {
+  if (!in.ReadBytes(kMagic.size(), &magic) ||
+      !std::equal(magic.begin(), magic.end(), kMagic.begin()) || !in.ReadU8(&version) ||
+      version != kEnvelopeVersion || !in.ReadU8(&alg) || alg != kContentAlgAes256GcmSegments ||
+      !in.ReadU32(&segment_size) || !CheckSegmentSize(segment_size).ok() ||
+      !in.ReadBytes(kSaltSize, &salt) || !in.ReadU8(&id_size) || id_size == 0 ||
+      !in.ReadBytes(id_size, &id)) {
     return false;
   }
   out->segment_size = segment_size;
@@ -150,9 +151,8 @@ StatusOr<uint64_t> KeyBlockGeneration(ByteView key_block) {
   ByteReader in(key_block);
   uint8_t version, alg;
   uint64_t generation;
-  if (key_block.size() != kKeyBlockSize || !in.ReadU8(&version) ||
-      version != kKeyBlockVersion || !in.ReadU8(&alg) || alg != kWrapAlgAes256Gcm ||
-      !in.ReadU64(&generation) || generation == 0) {
+  if (key_block.size() != kKeyBlockSize || !in.ReadU8(&version) || version != kKeyBlockVersion ||
+      !in.ReadU8(&alg) || alg != kWrapAlgAes256Gcm || !in.ReadU64(&generation) || generation == 0) {
     return Corrupt();
   }
   return generation;
@@ -173,8 +173,8 @@ uint64_t SealedSize(uint64_t plaintext_size, size_t object_id_size, uint32_t seg
 
 // --- EnvelopeWriter ---
 
-EnvelopeWriter::EnvelopeWriter(std::unique_ptr<crypto::AesGcm> aead, Bytes header,
-                               Bytes key_block, EnvelopeSink sink, uint32_t segment_size)
+EnvelopeWriter::EnvelopeWriter(std::unique_ptr<crypto::AesGcm> aead, Bytes header, Bytes key_block,
+                               EnvelopeSink sink, uint32_t segment_size)
     : aead_(std::move(aead)),
       header_(std::move(header)),
       key_block_(std::move(key_block)),
@@ -189,9 +189,9 @@ StatusOr<std::unique_ptr<EnvelopeWriter>> EnvelopeWriter::New(std::string_view o
   RETURN_IF_ERROR(CheckSegmentSize(options.segment_size));
   // One draw from the CSPRNG for the salt, the key-block nonce and the DEK: each call into
   // OpenSSL's DRBG costs system calls (its fork check), which dominated small objects.
-  ASSIGN_OR_RETURN(SecretBytes fresh,
-                   crypto::RandomSecret(kSaltSize + crypto::AesGcm::kNonceSize + kDataKeySize,
-                                        random));
+  ASSIGN_OR_RETURN(
+      SecretBytes fresh,
+      crypto::RandomSecret(kSaltSize + crypto::AesGcm::kNonceSize + kDataKeySize, random));
   ByteView drawn = fresh.Reveal(InsecureSecretAccess());
   ByteView salt = drawn.first(kSaltSize);
   ByteView wrap_nonce = drawn.subspan(kSaltSize, crypto::AesGcm::kNonceSize);
@@ -209,9 +209,9 @@ StatusOr<std::unique_ptr<EnvelopeWriter>> EnvelopeWriter::New(std::string_view o
   ASSIGN_OR_RETURN(Bytes key_block, WrapDataKey(generation, dek, header, wrap_nonce));
   ASSIGN_OR_RETURN(auto aead, crypto::AesGcm::New(dek));
   RETURN_IF_ERROR(sink(header));
-  return std::unique_ptr<EnvelopeWriter>(new EnvelopeWriter(
-      std::move(aead), std::move(header), std::move(key_block), std::move(sink),
-      options.segment_size));
+  return std::unique_ptr<EnvelopeWriter>(new EnvelopeWriter(std::move(aead), std::move(header),
+                                                            std::move(key_block), std::move(sink),
+                                                            options.segment_size));
 }
 
 Status EnvelopeWriter::SealSegment(ByteView plaintext, bool last) {
@@ -310,9 +310,8 @@ StatusOr<std::unique_ptr<EnvelopeReader>> EnvelopeReader::Open(std::string_view 
   ASSIGN_OR_RETURN(SecretBytes dek, UnwrapDataKey(key_block, header, generation));
   ASSIGN_OR_RETURN(auto aead, crypto::AesGcm::New(dek));
   std::unique_ptr<EnvelopeReader> reader(new EnvelopeReader(std::move(aead), std::move(header),
-                                                            std::move(source),
-                                                            parsed.segment_size, segments,
-                                                            plaintext_size));
+                                                            std::move(source), parsed.segment_size,
+                                                            segments, plaintext_size));
   RETURN_IF_ERROR(reader->OpenSegment(segments - 1, reader->last_segment_));
   return reader;
 }

@@ -118,11 +118,11 @@ class EnvelopeWriter {
   Bytes key_block_;
   EnvelopeSink sink_;
   uint32_t segment_size_;
-  Bytes buffer_;          // up to segment_size_ + tag; plaintext accumulates at the front
+  Bytes buffer_;  // up to segment_size_ + tag; plaintext accumulates at the front
   size_t buffered_ = 0;
   uint64_t next_segment_ = 0;
   uint64_t plaintext_size_ = 0;
-  Status failed_;         // sticky: once a write fails, so do all later calls
+  Status failed_;  // sticky: once a write fails, so do all later calls
   bool finished_ = false;
 };
 
@@ -165,10 +165,10 @@ class EnvelopeReader {
   uint32_t segment_size_;
   uint64_t segments_;
   uint64_t plaintext_size_;
-  Bytes last_segment_;         // plaintext of the final segment
-  Bytes current_;              // plaintext of the most recently opened other segment
+  Bytes last_segment_;  // plaintext of the final segment
+  Bytes current_;       // plaintext of the most recently opened other segment
   uint64_t current_index_ = UINT64_MAX;
-  Bytes scratch_;              // stored bytes of one segment
+  Bytes scratch_;  // stored bytes of one segment
 };
 
 }  // namespace keyfoundry::encryption

@@ -28,13 +28,12 @@ struct Sealed {
 Sealed Seal(std::string_view id, const GenerationKey& gen, ByteView plaintext,
             size_t chunk = SIZE_MAX, uint32_t segment_size = kSeg) {
   Sealed out;
-  auto writer = EnvelopeWriter::New(
-      id, gen,
-      [&](ByteView b) {
-        out.content.insert(out.content.end(), b.begin(), b.end());
-        return OkStatus();
-      },
-      {.segment_size = segment_size});
+  auto writer = EnvelopeWriter::New(id, gen,
+                                    [&](ByteView b) {
+                                      out.content.insert(out.content.end(), b.begin(), b.end());
+                                      return OkStatus();
+                                    },
+                                    {.segment_size = segment_size});
   EXPECT_TRUE(writer.ok()) << writer.status();
   for (size_t i = 0; i < plaintext.size(); i += chunk) {
     EXPECT_TRUE((*writer)->Write(plaintext.subspan(i, std::min(chunk, plaintext.size() - i))).ok());
@@ -93,28 +92,35 @@ TEST_P(EnvelopeRoundTripTest, ReadsBackWhatWasWritten) {
   EXPECT_EQ(OpenAll("file-abc", s, gen), plain);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    SizesAndChunks, EnvelopeRoundTripTest,
-    ::testing::Combine(::testing::Values(0, 1, 17, kSeg - 1, kSeg, kSeg + 1, 3 * kSeg,
-                                         3 * kSeg + 1001, 40 * kSeg + 3),
-                       ::testing::Values(1, 1000, kSeg, SIZE_MAX)));
+INSTANTIATE_TEST_SUITE_P(SizesAndChunks, EnvelopeRoundTripTest,
+                         ::testing::Combine(::testing::Values(0, 1, 17, kSeg - 1, kSeg, kSeg + 1,
+                                                              3 * kSeg, 3 * kSeg + 1001,
+                                                              40 * kSeg + 3),
+                                            ::testing::Values(1, 1000, kSeg, SIZE_MAX)));
 
 TEST(EnvelopeTest, ReadAtReturnsAnyRange) {
   GenerationKey gen = Gen(1, 7);
   Bytes plain = Pattern(5 * kSeg + 123);
   Sealed s = Seal("obj", gen, plain);
   auto reader = *OpenSealed("obj", s, gen);
-  const std::pair<uint64_t, size_t> ranges[] = {
-      {0, 1}, {0, plain.size()}, {kSeg - 1, 2}, {kSeg, kSeg}, {3 * kSeg + 7, 2 * kSeg},
-      {plain.size() - 1, 1}, {plain.size() - 1, 100}, {plain.size(), 10}, {plain.size() + 5, 1}};
+  const std::pair<uint64_t, size_t> ranges[] = {{0, 1},
+                                                {0, plain.size()},
+                                                {kSeg - 1, 2},
+                                                {kSeg, kSeg},
+                                                {3 * kSeg + 7, 2 * kSeg},
+                                                {plain.size() - 1, 1},
+                                                {plain.size() - 1, 100},
+                                                {plain.size(), 10},
+                                                {plain.size() + 5, 1}};
   for (auto [offset, length] : ranges) {
     Bytes out(length, 0xEE);
     auto n = reader->ReadAt(offset, out);
     ASSERT_TRUE(n.ok());
     size_t expected = offset >= plain.size() ? 0 : std::min<size_t>(length, plain.size() - offset);
     ASSERT_EQ(*n, expected) << offset;
-    EXPECT_TRUE(std::equal(out.begin(), out.begin() + static_cast<ptrdiff_t>(expected),
-                           plain.begin() + static_cast<ptrdiff_t>(std::min<size_t>(offset, plain.size()))))
+    EXPECT_TRUE(
+        std::equal(out.begin(), out.begin() + static_cast<ptrdiff_t>(expected),
+                   plain.begin() + static_cast<ptrdiff_t>(std::min<size_t>(offset, plain.size()))))
         << offset;
   }
 }
@@ -167,8 +173,9 @@ TEST(EnvelopeTest, ExtensionWithAnExtraSegmentIsDetected) {
   Sealed bad = good;
   // Duplicate the first segment at the end.
   size_t header = good.content.size() - 2 * (kSeg + kSegmentOverhead);
-  bad.content.insert(bad.content.end(), good.content.begin() + static_cast<ptrdiff_t>(header),
-                     good.content.begin() + static_cast<ptrdiff_t>(header + kSeg + kSegmentOverhead));
+  bad.content.insert(
+      bad.content.end(), good.content.begin() + static_cast<ptrdiff_t>(header),
+      good.content.begin() + static_cast<ptrdiff_t>(header + kSeg + kSegmentOverhead));
   ExpectRejected("ext", bad, gen, "extra segment");
 }
 
@@ -265,8 +272,8 @@ TEST(EnvelopeTest, SinkFailureIsSticky) {
   GenerationKey gen = Gen(1, 9);
   int calls = 0;
   auto writer = *EnvelopeWriter::New(
-      "s", gen,
-      [&](ByteView) { return ++calls > 1 ? UnavailableError("disk full") : OkStatus(); }, {});
+      "s", gen, [&](ByteView) { return ++calls > 1 ? UnavailableError("disk full") : OkStatus(); },
+      {});
   Bytes plain = Pattern(kDefaultSegmentSize + 1);
   EXPECT_EQ(writer->Write(plain).code(), StatusCode::kUnavailable);
   EXPECT_EQ(writer->Write(plain).code(), StatusCode::kUnavailable);

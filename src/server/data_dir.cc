@@ -56,7 +56,8 @@ StatusOr<std::optional<std::string>> ReadTrimmed(const fs::path& path) {
   buf << in.rdbuf();
   std::string s = buf.str();
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  if (s.empty()) return InternalError(path.string() + " is empty: restore it or remove the directory");
+  if (s.empty())
+    return InternalError(path.string() + " is empty: restore it or remove the directory");
   return std::optional<std::string>(std::move(s));
 }
 
@@ -91,7 +92,8 @@ StatusOr<DataDir> InitDataDir(const fs::path& path,
   std::error_code ec;
   dir.created = !fs::exists(path / "tenant-id", ec);
   fs::create_directories(path, ec);
-  if (ec) return InternalError("cannot create the data directory " + path.string() + ": " + ec.message());
+  if (ec)
+    return InternalError("cannot create the data directory " + path.string() + ": " + ec.message());
   if (::chmod(path.c_str(), 0700) != 0) return ErrnoError("chmod of " + path.string());
 
   dir.lock = OwnedFd(::open((path / "lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));

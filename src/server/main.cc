@@ -34,22 +34,25 @@ int Serve(const std::string& data_dir, const std::string& listen, const std::str
   auto dir = keyfoundry::server::InitDataDir(
       data_dir, env_password ? std::optional<std::string_view>(env_password) : std::nullopt);
   if (!dir.ok()) {
-    Log(LogLevel::kError, "data_dir.failed", {{"dir", data_dir}, {"error", dir.status().ToString()}});
+    Log(LogLevel::kError, "data_dir.failed",
+        {{"dir", data_dir}, {"error", dir.status().ToString()}});
     std::cerr << "keyfoundryd: " << dir.status().message() << "\n";
     return 1;
   }
   Log(LogLevel::kInfo, dir->created ? "data_dir.created" : "data_dir.opened",
-      {{"dir", data_dir}, {"tenant_id", dir->tenant_id}, {"subscription_id", dir->subscription_id}});
+      {{"dir", data_dir},
+       {"tenant_id", dir->tenant_id},
+       {"subscription_id", dir->subscription_id}});
   if (dir->created && env_password == nullptr) {
     std::cout << "keyfoundryd: initialised " << data_dir << "; the admin password is in "
               << (dir->path / "admin-password").string() << "\n";
   }
   Log(LogLevel::kInfo, "server.waiting",
-      {{"listen", listen}, {"domain", domain},
+      {{"listen", listen},
+       {"domain", domain},
        {"note", "the HTTPS API is not built yet; stop with Ctrl-C or SIGTERM"}});
-  std::cout << "keyfoundryd: data directory ready at " << data_dir
-            << " (the HTTPS API on " << listen << " comes in a later release); Ctrl-C stops"
-            << std::endl;
+  std::cout << "keyfoundryd: data directory ready at " << data_dir << " (the HTTPS API on "
+            << listen << " comes in a later release); Ctrl-C stops" << std::endl;
 
   int sig = 0;
   sigwait(&stop, &sig);

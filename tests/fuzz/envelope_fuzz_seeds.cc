@@ -9,17 +9,21 @@ using namespace keyfoundry;
 
 int main(int argc, char** argv) {
   if (argc != 2) return 2;
-  const size_t sizes[] = {0, 1, 100, encryption::kMinSegmentSize,
-                          encryption::kMinSegmentSize + 1, 3 * encryption::kMinSegmentSize + 7};
+  const size_t sizes[] = {0,
+                          1,
+                          100,
+                          encryption::kMinSegmentSize,
+                          encryption::kMinSegmentSize + 1,
+                          3 * encryption::kMinSegmentSize + 7};
   for (size_t size : sizes) {
     Bytes content;
-    auto writer = encryption::EnvelopeWriter::New(
-        fuzz::kFuzzObjectId, fuzz::FuzzGenerationKey(),
-        [&](ByteView b) {
-          content.insert(content.end(), b.begin(), b.end());
-          return OkStatus();
-        },
-        {.segment_size = encryption::kMinSegmentSize});
+    auto writer =
+        encryption::EnvelopeWriter::New(fuzz::kFuzzObjectId, fuzz::FuzzGenerationKey(),
+                                        [&](ByteView b) {
+                                          content.insert(content.end(), b.begin(), b.end());
+                                          return OkStatus();
+                                        },
+                                        {.segment_size = encryption::kMinSegmentSize});
     if (!writer.ok() || !(*writer)->Write(Bytes(size, 'a')).ok() || !(*writer)->Finish().ok()) {
       return 1;
     }
