@@ -2,8 +2,9 @@
 //
 //   keyfoundryd serve --data-dir DIR --listen HOST:PORT [--domain DOMAIN]
 //
-// Today it initialises the data directory (tenant, subscription, admin password, metadata
-// store, blob store) and waits for SIGTERM or SIGINT; the HTTPS API comes next (README).
+// Today it initialises the data directory (tenant, subscription, admin password, the SQLite
+// metadata store DIR/metadata.db and the blob store DIR/blobs) and waits for SIGTERM or
+// SIGINT; the HTTPS API comes next (README).
 #include <signal.h>
 #include <sys/prctl.h>
 
@@ -13,11 +14,29 @@
 
 #include "common/logging.h"
 #include "server/data_dir.h"
+#include "storage/files/file_blob_store.h"
+#include "storage/sqlite/sqlite_metadata_store.h"
 
 namespace {
 
 using keyfoundry::Log;
 using keyfoundry::LogLevel;
+using keyfoundry::StatusOr;
+
+// The stores the server keeps in its data directory.
+struct Stores {
+  std::unique_ptr<keyfoundry::storage::SqliteMetadataStore> metadata;
+  std::unique_ptr<keyfoundry::storage::FileBlobStore> blobs;
+};
+
+StatusOr<Stores> OpenStores(const std::filesystem::path& dir) {
+  Stores stores;
+  ASSIGN_OR_RETURN(stores.metadata,
+                   keyfoundry::storage::SqliteMetadataStore::Open((dir / "metadata.db").string()));
+  ASSIGN_OR_RETURN(stores.blobs,
+                   keyfoundry::storage::FileBlobStore::OpenDirectory((dir / "blobs").string()));
+  return stores;
+}
 
 int Serve(const std::string& data_dir, const std::string& listen, const std::string& domain) {
   // Key material must not end up in core dumps (BRIEF §8).
@@ -37,6 +56,13 @@ int Serve(const std::string& data_dir, const std::string& listen, const std::str
     Log(LogLevel::kError, "data_dir.failed",
         {{"dir", data_dir}, {"error", dir.status().ToString()}});
     std::cerr << "keyfoundryd: " << dir.status().message() << "\n";
+    return 1;
+  }
+  auto stores = OpenStores(dir->path);
+  if (!stores.ok()) {
+    Log(LogLevel::kError, "storage.failed",
+        {{"dir", data_dir}, {"error", stores.status().ToString()}});
+    std::cerr << "keyfoundryd: " << stores.status().message() << "\n";
     return 1;
   }
   Log(LogLevel::kInfo, dir->created ? "data_dir.created" : "data_dir.opened",
