@@ -44,8 +44,11 @@ bench: release
 
 lint: release
 	@git ls-files '*.h' '*.cc' | xargs clang-format --dry-run --Werror
-	@git ls-files 'src/*.cc' | xargs run-clang-tidy -quiet -p build/release >/dev/null 2>build/clang-tidy.log \
-	  || { cat build/clang-tidy.log; exit 1; }
+	@# Production code only: tests are held to the compiler's -Werror warnings, and gtest's
+	@# macros trip checks that are about production code.
+	@git ls-files 'src/*.cc' | grep -v '_test\.cc$$' | \
+	  xargs run-clang-tidy -quiet -j 2 -p build/release >build/clang-tidy.log 2>&1 \
+	  || { grep -E 'error:|warning:' build/clang-tidy.log; exit 1; }
 
 format:
 	@git ls-files '*.h' '*.cc' | xargs clang-format -i

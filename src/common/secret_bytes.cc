@@ -23,7 +23,7 @@ class LockedPool {
  public:
   static constexpr size_t kMinSlot = 32;
   static constexpr size_t kMaxPooled = 4096;
-  static constexpr size_t kChunkSize = 256 * 1024;
+  static constexpr size_t kChunkSize = size_t{256} * 1024;
 
   static LockedPool& Get() {
     static LockedPool* pool = new LockedPool();  // never destroyed: secrets may outlive main
@@ -108,7 +108,7 @@ SecretBytes::SecretBytes(size_t size) : size_(size) {
 }
 
 SecretBytes::SecretBytes(ByteView data, InsecureSecretAccess) : SecretBytes(data.size()) {
-  if (!data.empty()) std::memcpy(data_, data.data(), data.size());
+  if (data_ != nullptr) std::memcpy(data_, data.data(), data.size());
 }
 
 SecretBytes::~SecretBytes() { Release(); }

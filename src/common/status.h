@@ -14,6 +14,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -82,6 +83,16 @@ Status UnauthenticatedError(std::string message);
 
 std::ostream& operator<<(std::ostream& os, const Status& status);
 
+template <typename T>
+class StatusOr;
+
+namespace status_internal {
+// A U from which StatusOr<T> is built as a value (not a Status, not another StatusOr).
+template <typename U, typename T>
+concept ValueFor = std::is_constructible_v<T, U&&> && !std::is_same_v<std::decay_t<U>, Status> &&
+                   !std::is_same_v<std::decay_t<U>, StatusOr<T>>;
+}  // namespace status_internal
+
 // Either a T or a non-OK Status. Accessing the value of an error is a programming bug
 // (asserted in debug builds).
 template <typename T>
@@ -97,11 +108,11 @@ class [[nodiscard]] StatusOr {
       value_ = Status(StatusCode::kInternal, "StatusOr built from OK status");
     }
   }
-  template <typename U = T>
-  requires std::is_constructible_v<T, U&&> &&
-      (!std::is_same_v<std::decay_t<U>, Status>)&&(!std::is_same_v<std::decay_t<U>, StatusOr<T>>)
-          StatusOr(U&& value)
-      : value_(std::in_place_index<1>, std::forward<U>(value)) {}  // NOLINT
+  // Implicit from a value, as Abseil's StatusOr: `return value;` in a StatusOr function.
+  // NOLINTBEGIN(bugprone-forwarding-reference-overload,google-explicit-constructor)
+  template <status_internal::ValueFor<T> U = T>
+  StatusOr(U&& value) : value_(std::in_place_index<1>, std::forward<U>(value)) {}
+  // NOLINTEND(bugprone-forwarding-reference-overload,google-explicit-constructor)
 
   bool ok() const { return value_.index() == 1; }
   Status status() const { return ok() ? OkStatus() : std::get<0>(value_); }
@@ -139,6 +150,8 @@ Status AsStatus(const StatusOr<T>& s) {
 
 }  // namespace keyfoundry
 
+// The macros' arguments are statements and declarations, which cannot be parenthesised.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define KF_STATUS_CONCAT_INNER_(a, b) a##b
 #define KF_STATUS_CONCAT_(a, b) KF_STATUS_CONCAT_INNER_(a, b)
 
@@ -157,5 +170,6 @@ Status AsStatus(const StatusOr<T>& s) {
   auto tmp = (expr);                              \
   if (!tmp.ok()) return tmp.status();             \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // KEYFOUNDRY_COMMON_STATUS_H_

@@ -37,8 +37,8 @@ StatusOr<Bytes> P1363ToDer(ByteView signature, size_t field_size) {
     return OsslError(StatusCode::kResourceExhausted, "building ECDSA_SIG failed");
   }
   // ECDSA_SIG_set0 took ownership of r and s.
-  r.release();
-  s.release();
+  (void)r.release();
+  (void)s.release();
   const int der_size = i2d_ECDSA_SIG(sig.get(), nullptr);
   if (der_size <= 0) return OsslError(StatusCode::kInternal, "encoding ECDSA_SIG failed");
   Bytes der(static_cast<size_t>(der_size));

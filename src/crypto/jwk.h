@@ -37,7 +37,7 @@ namespace keyfoundry::crypto {
 
 // A hard limit on the JSON text: a JWK of the largest key we accept (RSA-16384 with its private
 // members) is about 13 KiB.
-inline constexpr size_t kMaxJwkSize = 64 * 1024;
+inline constexpr size_t kMaxJwkSize = size_t{64} * 1024;
 
 // A parsed JWK: a private key when "d" is present.
 using Jwk = std::variant<RsaPublicKey, RsaPrivateKey, EcPublicKey, EcPrivateKey>;

@@ -32,7 +32,7 @@ class AesKeyWrap {
     kRfc5649 = 2,  // with padding (KWP)
   };
 
-  static constexpr size_t kMaxKeyDataSize = 64 * 1024;
+  static constexpr size_t kMaxKeyDataSize = size_t{64} * 1024;
 
   // InvalidArgument unless `kek` is 16, 24 or 32 bytes and `mode` is an enumerator. The KEK is
   // copied into the returned object.

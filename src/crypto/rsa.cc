@@ -13,7 +13,7 @@ namespace {
 // Components and DER encodings larger than these cannot hold a key we accept; refusing them
 // early bounds the work OpenSSL's validation does on hostile input.
 constexpr size_t kMaxComponentSize = RsaPublicKey::kMaxModulusBits / 8;
-constexpr size_t kMaxDerSize = 16 * 1024;
+constexpr size_t kMaxDerSize = size_t{16} * 1024;
 
 Status DecryptFailed() { return DataLossError("RSA decryption failed"); }
 Status VerifyFailed() { return InvalidArgumentError("RSA signature verification failed"); }
