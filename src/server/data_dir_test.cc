@@ -6,6 +6,8 @@
 
 #include <fstream>
 
+#include "support/test_util.h"
+
 namespace keyfoundry::server {
 namespace {
 
@@ -13,13 +15,6 @@ namespace fs = std::filesystem;
 
 class DataDirTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/kf-datadir-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = fs::path(tmpl) / "data";
-  }
-  void TearDown() override { fs::remove_all(root_.parent_path()); }
-
   static std::string Read(const fs::path& p) {
     std::ifstream in(p);
     std::string s;
@@ -27,7 +22,8 @@ class DataDirTest : public ::testing::Test {
     return s;
   }
 
-  fs::path root_;
+  keyfoundry::testutil::ScopedTempDir tmp_;
+  fs::path root_ = fs::path(tmp_.path()) / "data";
 };
 
 TEST_F(DataDirTest, FirstStartCreatesAndLaterStartsReuse) {

@@ -13,20 +13,14 @@
 #include <string>
 #include <thread>
 
+#include "support/test_util.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
 class KeyfoundrydTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/kf-serve-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    data_ = root_ / "data";
-  }
-  void TearDown() override { fs::remove_all(root_); }
-
   // Runs `keyfoundryd serve` until it says it is waiting, then stops it with SIGTERM.
   // Returns the exit status and fills *log with its stderr.
   int ServeAndStop(std::string* log, const char* admin_password = nullptr) {
@@ -60,7 +54,9 @@ class KeyfoundrydTest : public ::testing::Test {
     return s.str();
   }
 
-  fs::path root_, data_;
+  keyfoundry::testutil::ScopedTempDir tmp_;
+  fs::path root_ = tmp_.path();
+  fs::path data_ = root_ / "data";
 };
 
 TEST_F(KeyfoundrydTest, FirstStartInitialisesTheDataDirectoryAndSigtermStopsCleanly) {

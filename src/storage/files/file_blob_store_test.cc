@@ -10,10 +10,14 @@
 #include <thread>
 #include <vector>
 
-#include "storage/storage_test_util.h"
+#include "support/test_util.h"
 
 namespace keyfoundry::storage {
 namespace {
+
+using ::keyfoundry::testutil::KillSelf;
+using ::keyfoundry::testutil::RunInChildUntilKilled;
+using ::keyfoundry::testutil::ScopedTempDir;
 
 constexpr size_t kBuffer = FileBlobStore::kWriteBufferSize;
 

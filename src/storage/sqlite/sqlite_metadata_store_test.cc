@@ -14,10 +14,14 @@
 #include <utility>
 #include <vector>
 
-#include "storage/storage_test_util.h"
+#include "support/test_util.h"
 
 namespace keyfoundry::storage {
 namespace {
+
+using ::keyfoundry::testutil::KillSelf;
+using ::keyfoundry::testutil::RunInChildUntilKilled;
+using ::keyfoundry::testutil::ScopedTempDir;
 
 // Runs `sql` on the database file directly, bypassing the store; returns the first column of
 // the first row (0 when there is none).

@@ -1,6 +1,7 @@
-// Test-only helpers shared by the storage backends' tests.
-#ifndef KEYFOUNDRY_STORAGE_STORAGE_TEST_UTIL_H_
-#define KEYFOUNDRY_STORAGE_STORAGE_TEST_UTIL_H_
+// Test-only helpers shared by unit and integration tests: temporary directories and crash
+// simulation.
+#ifndef KEYFOUNDRY_TESTS_SUPPORT_TEST_UTIL_H_
+#define KEYFOUNDRY_TESTS_SUPPORT_TEST_UTIL_H_
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,13 +13,13 @@
 #include <functional>
 #include <string>
 
-namespace keyfoundry::storage {
+namespace keyfoundry::testutil {
 
 // A fresh directory under the test temp dir, removed with everything in it at scope exit.
 class ScopedTempDir {
  public:
   ScopedTempDir() {
-    std::string pattern = ::testing::TempDir() + "kf_storage_XXXXXX";
+    std::string pattern = ::testing::TempDir() + "kf_test_XXXXXX";
     if (::mkdtemp(pattern.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed for " << pattern;
     path_ = pattern;
   }
@@ -56,6 +57,6 @@ inline bool RunInChildUntilKilled(const std::function<void()>& body) {
   return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 }
 
-}  // namespace keyfoundry::storage
+}  // namespace keyfoundry::testutil
 
-#endif  // KEYFOUNDRY_STORAGE_STORAGE_TEST_UTIL_H_
+#endif  // KEYFOUNDRY_TESTS_SUPPORT_TEST_UTIL_H_
