@@ -12,7 +12,7 @@
 namespace keyfoundry::crypto {
 
 // RFC 5869 caps the output at 255 blocks of the hash.
-inline constexpr size_t kHkdfSha256MaxLength = 255 * 32;
+inline constexpr size_t kHkdfSha256MaxLength = size_t{255} * 32;
 
 // Derives `length` bytes from the input keying material `ikm`. An empty `salt` means RFC 5869's
 // default (HashLen zero bytes, which gives the same PRK). InvalidArgument unless
