@@ -9,10 +9,13 @@
 #include <sys/prctl.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include "common/logging.h"
+#include "server/config.h"
 #include "server/data_dir.h"
 #include "storage/files/file_blob_store.h"
 #include "storage/sqlite/sqlite_metadata_store.h"
@@ -38,7 +41,9 @@ StatusOr<Stores> OpenStores(const std::filesystem::path& dir) {
   return stores;
 }
 
-int Serve(const std::string& data_dir, const std::string& listen, const std::string& domain) {
+int Serve(const keyfoundry::server::Config& config) {
+  const std::string& data_dir = config.data_dir;
+  const std::string listen = config.listen_host + ":" + std::to_string(config.listen_port);
   // Key material must not end up in core dumps (BRIEF §8).
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
@@ -75,7 +80,7 @@ int Serve(const std::string& data_dir, const std::string& listen, const std::str
   }
   Log(LogLevel::kInfo, "server.waiting",
       {{"listen", listen},
-       {"domain", domain},
+       {"domain", config.domain},
        {"note", "the HTTPS API is not built yet; stop with Ctrl-C or SIGTERM"}});
   std::cout << "keyfoundryd: data directory ready at " << data_dir << " (the HTTPS API on "
             << listen << " comes in a later release); Ctrl-C stops" << std::endl;
@@ -91,14 +96,35 @@ int Serve(const std::string& data_dir, const std::string& listen, const std::str
 int main(int argc, char** argv) {
   CLI::App app{"keyfoundryd: the keyfoundry server"};
   app.require_subcommand(1);
-  std::string data_dir, listen = "127.0.0.1:8443", domain = "localhost";
   CLI::App* serve = app.add_subcommand("serve", "initialise the data directory and serve");
-  serve->add_option("--data-dir", data_dir, "the data directory (created on first start)")
-      ->required();
-  serve->add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks a free port)")
-      ->capture_default_str();
-  serve->add_option("--domain", domain, "the DNS domain of vault and account hosts")
-      ->capture_default_str();
+  std::optional<std::string> config_path;
+  keyfoundry::server::TextSettings flags;
+  serve->add_option("--config", config_path, "a JSON configuration file (docs/configuration.md)");
+  // Flags override the environment, which overrides the file (server/config.h).
+  const std::pair<const char*, const char*> options[] = {
+      {"data_dir", "the data directory (created on first start)"},
+      {"listen", "HOST:PORT to listen on; port 0 picks a free port (default 127.0.0.1:8443)"},
+      {"domain", "the DNS domain of vault and account hosts (default localhost)"},
+      {"hsm_module", "the PKCS#11 module (default SoftHSM2)"},
+  };
+  for (const auto& [key, help] : options) {
+    std::string flag = std::string("--") + key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    serve->add_option_function<std::string>(
+        flag, [&flags, key = std::string(key)](const std::string& v) { flags[key] = v; }, help);
+  }
   CLI11_PARSE(app, argc, argv);
-  return Serve(data_dir, listen, domain);
+
+  auto config = keyfoundry::server::LoadConfig(
+      config_path,
+      [](const char* name) -> std::optional<std::string> {
+        const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): before threads
+        return value ? std::optional<std::string>(value) : std::nullopt;
+      },
+      flags);
+  if (!config.ok()) {
+    std::cerr << "keyfoundryd: " << config.status().message() << "\n";
+    return 2;
+  }
+  return Serve(*config);
 }
