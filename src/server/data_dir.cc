@@ -7,10 +7,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "common/encoding.h"
+#include "common/file_util.h"
 #include "crypto/random.h"
 
 namespace keyfoundry::server {
@@ -22,39 +21,10 @@ Status ErrnoError(const std::string& what) {
   return InternalError(what + ": " + std::strerror(errno));
 }
 
-Status FsyncPath(const fs::path& path, int flags) {
-  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("opening " + path.string());
-  int rc = ::fsync(fd);
-  ::close(fd);
-  return rc == 0 ? OkStatus() : ErrnoError("fsync of " + path.string());
-}
-
-// Writes `content` to `path` with `mode`: temp file, fsync, rename, directory fsync.
-Status WriteFileAtomically(const fs::path& path, std::string_view content, mode_t mode) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return ErrnoError("creating " + tmp.string());
-  bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
-            ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    Status st = ErrnoError("writing " + path.string());
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  return FsyncPath(path.parent_path(), O_RDONLY | O_DIRECTORY);
-}
-
 StatusOr<std::optional<std::string>> ReadTrimmed(const fs::path& path) {
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return std::optional<std::string>();
-  std::ifstream in(path);
-  if (!in) return InternalError("cannot read " + path.string());
-  std::stringstream buf;
-  buf << in.rdbuf();
-  std::string s = buf.str();
+  StatusOr<std::string> text = ReadFile(path.string());
+  if (text.status().code() == StatusCode::kNotFound) return std::optional<std::string>();
+  ASSIGN_OR_RETURN(std::string s, std::move(text));
   while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
   if (s.empty())
     return InternalError(path.string() + " is empty: restore it or remove the directory");
@@ -67,7 +37,7 @@ StatusOr<std::string> ReadOrCreate(const fs::path& dir, const char* name, mode_t
   ASSIGN_OR_RETURN(std::optional<std::string> existing, ReadTrimmed(dir / name));
   if (existing) return *existing;
   ASSIGN_OR_RETURN(std::string value, make());
-  RETURN_IF_ERROR(WriteFileAtomically(dir / name, value + "\n", mode));
+  RETURN_IF_ERROR(WriteFileAtomically((dir / name).string(), value + "\n", mode));
   return value;
 }
 
