@@ -129,6 +129,12 @@ class [[nodiscard]] StatusOr {
     assert(ok());
     return std::get<1>(std::move(value_));
   }
+  // The value, or `fallback` when this holds an error.
+  template <typename U>
+  T value_or(U&& fallback) const& {
+    return ok() ? std::get<1>(value_) : static_cast<T>(std::forward<U>(fallback));
+  }
+
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }

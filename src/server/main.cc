@@ -2,9 +2,8 @@
 //
 //   keyfoundryd serve --data-dir DIR --listen HOST:PORT [--domain DOMAIN]
 //
-// Today it initialises the data directory (tenant, subscription, admin password, the SQLite
-// metadata store DIR/metadata.db and the blob store DIR/blobs) and waits for SIGTERM or
-// SIGINT; the HTTPS API comes next (README).
+// It initialises the data directory on the first start (server/app.h gives the order), serves
+// the HTTPS API until SIGTERM or SIGINT, then drains requests in progress and exits.
 #include <signal.h>
 #include <sys/prctl.h>
 
@@ -15,35 +14,15 @@
 #include <optional>
 
 #include "common/logging.h"
+#include "server/app.h"
 #include "server/config.h"
-#include "server/data_dir.h"
-#include "storage/files/file_blob_store.h"
-#include "storage/sqlite/sqlite_metadata_store.h"
 
 namespace {
 
 using keyfoundry::Log;
 using keyfoundry::LogLevel;
-using keyfoundry::StatusOr;
-
-// The stores the server keeps in its data directory.
-struct Stores {
-  std::unique_ptr<keyfoundry::storage::SqliteMetadataStore> metadata;
-  std::unique_ptr<keyfoundry::storage::FileBlobStore> blobs;
-};
-
-StatusOr<Stores> OpenStores(const std::filesystem::path& dir) {
-  Stores stores;
-  ASSIGN_OR_RETURN(stores.metadata,
-                   keyfoundry::storage::SqliteMetadataStore::Open((dir / "metadata.db").string()));
-  ASSIGN_OR_RETURN(stores.blobs,
-                   keyfoundry::storage::FileBlobStore::OpenDirectory((dir / "blobs").string()));
-  return stores;
-}
 
 int Serve(const keyfoundry::server::Config& config) {
-  const std::string& data_dir = config.data_dir;
-  const std::string listen = config.listen_host + ":" + std::to_string(config.listen_port);
   // Key material must not end up in core dumps (BRIEF §8).
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
@@ -54,40 +33,29 @@ int Serve(const keyfoundry::server::Config& config) {
   sigaddset(&stop, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
-  const char* env_password = std::getenv("KEYFOUNDRY_ADMIN_PASSWORD");
-  auto dir = keyfoundry::server::InitDataDir(
-      data_dir, env_password ? std::optional<std::string_view>(env_password) : std::nullopt);
-  if (!dir.ok()) {
-    Log(LogLevel::kError, "data_dir.failed",
-        {{"dir", data_dir}, {"error", dir.status().ToString()}});
-    std::cerr << "keyfoundryd: " << dir.status().message() << "\n";
+  const char* env_password = std::getenv("KEYFOUNDRY_ADMIN_PASSWORD");  // NOLINT: no threads yet
+  auto app = keyfoundry::server::App::Start(
+      config, env_password ? std::optional<std::string_view>(env_password) : std::nullopt);
+  if (!app.ok()) {
+    Log(LogLevel::kError, "server.failed",
+        {{"dir", config.data_dir}, {"error", app.status().ToString()}});
+    std::cerr << "keyfoundryd: " << app.status().message() << "\n";
     return 1;
   }
-  auto stores = OpenStores(dir->path);
-  if (!stores.ok()) {
-    Log(LogLevel::kError, "storage.failed",
-        {{"dir", data_dir}, {"error", stores.status().ToString()}});
-    std::cerr << "keyfoundryd: " << stores.status().message() << "\n";
-    return 1;
+  const auto& dir = (*app)->data_dir();
+  if (dir.created && env_password == nullptr) {
+    std::cout << "keyfoundryd: initialised " << dir.path.string() << "; the admin password is in "
+              << (dir.path / "admin-password").string() << "\n";
   }
-  Log(LogLevel::kInfo, dir->created ? "data_dir.created" : "data_dir.opened",
-      {{"dir", data_dir},
-       {"tenant_id", dir->tenant_id},
-       {"subscription_id", dir->subscription_id}});
-  if (dir->created && env_password == nullptr) {
-    std::cout << "keyfoundryd: initialised " << data_dir << "; the admin password is in "
-              << (dir->path / "admin-password").string() << "\n";
-  }
-  Log(LogLevel::kInfo, "server.waiting",
-      {{"listen", listen},
-       {"domain", config.domain},
-       {"note", "the HTTPS API is not built yet; stop with Ctrl-C or SIGTERM"}});
-  std::cout << "keyfoundryd: data directory ready at " << data_dir << " (the HTTPS API on "
-            << listen << " comes in a later release); Ctrl-C stops" << std::endl;
+  std::cout << "keyfoundryd: serving " << (*app)->base_url() << " (tenant " << dir.tenant_id
+            << "); trust the CA " << (dir.path / "tls" / "ca.pem").string() << "; Ctrl-C stops"
+            << std::endl;
 
   int sig = 0;
   sigwait(&stop, &sig);
-  Log(LogLevel::kInfo, "server.stopped", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  Log(LogLevel::kInfo, "server.stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  (*app)->Stop(std::chrono::seconds(10));
+  Log(LogLevel::kInfo, "server.stopped", {});
   return 0;
 }
 

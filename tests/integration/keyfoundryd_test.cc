@@ -37,7 +37,7 @@ class KeyfoundrydTest : public ::testing::Test {
     bool waiting = false;
     for (int i = 0; i < 200 && !waiting; ++i) {  // up to 10 s
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      waiting = Read(log_path).find("\"event\":\"server.waiting\"") != std::string::npos;
+      waiting = Read(log_path).find("\"event\":\"server.ready\"") != std::string::npos;
     }
     kill(pid, SIGTERM);
     int status = 0;

@@ -1,0 +1,73 @@
+// The keyfoundry C++ client: how the `kf` CLI (and any embedder) talks to a keyfoundryd over
+// HTTPS. It knows the deployment's endpoints, gets OAuth2 tokens and calls the JSON APIs,
+// turning Azure error envelopes into Status values whose message is the server's.
+//
+// Thread safety: a Client may be used by one thread at a time.
+#ifndef KEYFOUNDRY_CLIENT_H_
+#define KEYFOUNDRY_CLIENT_H_
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "common/secret_bytes.h"
+#include "common/status.h"
+
+namespace keyfoundry {
+
+struct ClientOptions {
+  std::string server;  // "https://HOST:PORT"
+  std::string ca_pem;  // the deployment's CA certificate
+  // Connect here instead of resolving host names (for *.vault.DOMAIN hosts that do not
+  // resolve); the URL's host is still sent and checked against the certificate.
+  std::optional<std::string> connect_address;
+};
+
+// What GET /metadata/endpoints says about the deployment (Azure's cloud metadata shape).
+struct Endpoints {
+  std::string login_endpoint;       // "https://HOST:PORT"
+  std::string management_audience;  // "https://management.DOMAIN"
+  std::string vault_dns_suffix;     // "vault.DOMAIN"
+};
+
+struct AccessToken {
+  std::string token;
+  int64_t expires_on = 0;  // unix seconds
+};
+
+// An API answer with a 2xx status.
+struct ApiResult {
+  int status = 0;
+  nlohmann::json body;  // null when the body was empty
+};
+
+class Client {
+ public:
+  explicit Client(ClientOptions options);
+
+  StatusOr<Endpoints> GetEndpoints();
+
+  // The token endpoint's password grant (users) and client_credentials grant (service
+  // principals). `tenant` may be "common". The error's message is the server's
+  // error_description.
+  StatusOr<AccessToken> TokenForUser(const std::string& tenant, const std::string& username,
+                                     const SecretBytes& password, const std::string& scope);
+  StatusOr<AccessToken> TokenForServicePrincipal(const std::string& tenant,
+                                                 const std::string& client_id,
+                                                 const SecretBytes& secret,
+                                                 const std::string& scope);
+
+  // Calls `method` on `path` (with its query) on the server with `token`; `body` is sent as
+  // JSON unless null. A non-2xx answer becomes an error carrying the envelope's code and
+  // message ("AuthorizationFailed: ...").
+  StatusOr<ApiResult> Call(const std::string& method, const std::string& path,
+                           const AccessToken& token, const nlohmann::json& body = nullptr);
+
+ private:
+  ClientOptions options_;
+};
+
+}  // namespace keyfoundry
+
+#endif  // KEYFOUNDRY_CLIENT_H_

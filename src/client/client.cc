@@ -1,0 +1,149 @@
+#include "keyfoundry/client.h"
+
+#include <ctime>
+
+#include "http/client.h"
+#include "http/url.h"
+
+namespace keyfoundry {
+namespace {
+
+StatusCode CodeForHttpStatus(int status) {
+  switch (status) {
+    case 400:
+      return StatusCode::kInvalidArgument;
+    case 401:
+      return StatusCode::kUnauthenticated;
+    case 403:
+      return StatusCode::kPermissionDenied;
+    case 404:
+      return StatusCode::kNotFound;
+    case 409:
+      return StatusCode::kAlreadyExists;
+    case 429:
+      return StatusCode::kResourceExhausted;
+    case 503:
+      return StatusCode::kUnavailable;
+    default:
+      return status >= 500 ? StatusCode::kInternal : StatusCode::kFailedPrecondition;
+  }
+}
+
+// The error an API answer carries: the Azure envelope's code and message, or OAuth2's
+// error_description, or the bare status.
+Status ErrorFrom(const http::ClientResponse& response) {
+  nlohmann::json body = nlohmann::json::parse(response.body, nullptr, false);
+  std::string message;
+  if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+    const auto& error = body["error"];
+    message = error.value("code", "Error") + ": " + error.value("message", "");
+  } else if (body.is_object() && body.contains("error_description")) {
+    message = body.value("error", "error") + ": " + body.value("error_description", "");
+  } else {
+    message = "the server answered HTTP " + std::to_string(response.status);
+  }
+  return Status(CodeForHttpStatus(response.status), message);
+}
+
+}  // namespace
+
+Client::Client(ClientOptions options) : options_(std::move(options)) {
+  while (!options_.server.empty() && options_.server.back() == '/') options_.server.pop_back();
+}
+
+StatusOr<Endpoints> Client::GetEndpoints() {
+  http::ClientRequest request;
+  request.url = options_.server + "/metadata/endpoints?api-version=2019-05-01";
+  request.ca_pem = options_.ca_pem;
+  request.connect_address = options_.connect_address;
+  ASSIGN_OR_RETURN(http::ClientResponse response, http::HttpsRequest(request));
+  if (response.status != 200) return ErrorFrom(response);
+  nlohmann::json body = nlohmann::json::parse(response.body, nullptr, false);
+  if (!body.is_object()) return InternalError("the server's /metadata/endpoints is not JSON");
+  Endpoints endpoints;
+  endpoints.login_endpoint = body["authentication"].value("loginEndpoint", "");
+  const auto& audiences = body["authentication"]["audiences"];
+  if (audiences.is_array() && !audiences.empty()) {
+    endpoints.management_audience = audiences[0].get<std::string>();
+  }
+  endpoints.vault_dns_suffix = body["suffixes"].value("keyVaultDns", "");
+  if (endpoints.management_audience.empty()) {
+    return InternalError("the server's /metadata/endpoints names no audience");
+  }
+  return endpoints;
+}
+
+namespace {
+
+StatusOr<AccessToken> RequestToken(const ClientOptions& options, const std::string& tenant,
+                                   std::string form) {
+  http::ClientRequest request;
+  request.method = "POST";
+  request.url = options.server + "/" + http::PercentEncode(tenant) + "/oauth2/v2.0/token";
+  request.ca_pem = options.ca_pem;
+  request.connect_address = options.connect_address;
+  request.headers = {{"Content-Type", "application/x-www-form-urlencoded"}};
+  request.body = std::move(form);
+  StatusOr<http::ClientResponse> response = http::HttpsRequest(request);
+  SecureZero(
+      std::span<uint8_t>(reinterpret_cast<uint8_t*>(request.body.data()), request.body.size()));
+  RETURN_IF_ERROR(response);
+  if (response->status != 200) return ErrorFrom(*response);
+  nlohmann::json body = nlohmann::json::parse(response->body, nullptr, false);
+  if (!body.is_object() || !body.contains("access_token")) {
+    return InternalError("the token endpoint's answer holds no access_token");
+  }
+  AccessToken token;
+  token.token = body["access_token"].get<std::string>();
+  token.expires_on = static_cast<int64_t>(std::time(nullptr)) + body.value("expires_in", 0);
+  return token;
+}
+
+std::string Secret(const SecretBytes& s) {
+  return std::string(AsStringView(s.Reveal(InsecureSecretAccess())));
+}
+
+}  // namespace
+
+StatusOr<AccessToken> Client::TokenForUser(const std::string& tenant, const std::string& username,
+                                           const SecretBytes& password, const std::string& scope) {
+  return RequestToken(options_, tenant,
+                      "grant_type=password&username=" + http::PercentEncode(username) +
+                          "&password=" + http::PercentEncode(Secret(password)) +
+                          "&scope=" + http::PercentEncode(scope));
+}
+
+StatusOr<AccessToken> Client::TokenForServicePrincipal(const std::string& tenant,
+                                                       const std::string& client_id,
+                                                       const SecretBytes& secret,
+                                                       const std::string& scope) {
+  return RequestToken(options_, tenant,
+                      "grant_type=client_credentials&client_id=" + http::PercentEncode(client_id) +
+                          "&client_secret=" + http::PercentEncode(Secret(secret)) +
+                          "&scope=" + http::PercentEncode(scope));
+}
+
+StatusOr<ApiResult> Client::Call(const std::string& method, const std::string& path,
+                                 const AccessToken& token, const nlohmann::json& body) {
+  http::ClientRequest request;
+  request.method = method;
+  request.url = options_.server + path;
+  request.ca_pem = options_.ca_pem;
+  request.connect_address = options_.connect_address;
+  request.headers = {{"Authorization", "Bearer " + token.token}};
+  if (!body.is_null()) {
+    request.headers.emplace_back("Content-Type", "application/json");
+    request.body = body.dump();
+  }
+  ASSIGN_OR_RETURN(http::ClientResponse response, http::HttpsRequest(request));
+  if (response.status < 200 || response.status > 299) return ErrorFrom(response);
+  ApiResult result;
+  result.status = response.status;
+  if (!response.body.empty()) {
+    result.body = nlohmann::json::parse(response.body, nullptr, false);
+    if (result.body.is_discarded()) return InternalError("the server's answer is not JSON");
+  }
+  return result;
+}
+
+}  // namespace keyfoundry

@@ -1,0 +1,114 @@
+// The route table: (method, host pattern, path pattern) -> handler.
+//
+// Patterns
+//   host:  "*"                       any host
+//          "management.localhost"    exactly this host (case-insensitive)
+//          "{vault}.vault.localhost" one leading label, captured as params["vault"]; the
+//                                    label is non-empty and holds no '.'
+//   path:  "/keys/{name}/create"     literal segments and {param} segments; a param matches
+//                                    one non-empty segment, percent-decoded ("%2F" included)
+//          "/portal/{file...}"       a last catch-all: the rest of the path, zero or more
+//                                    segments, percent-decoded ("js/app.js", or "")
+// Literal segments compare case-insensitively, as ARM's paths do (resourceGroups ==
+// resourcegroups). One trailing slash is ignored: "/keys/k1/" matches "/keys/{name}".
+//
+// Choosing a route: among the routes for the request's method whose host and path match, the
+// most specific wins: first by host (exact > captured label > "*"), then segment by segment
+// from the left (literal > {param} > catch-all). No route for the method but one for another
+// method on that host and path: 405 with Allow. Otherwise 404. Lookup scans the table once
+// per request (fine for a few hundred routes).
+//
+// Route tables are code: Add aborts the process, with a message naming the route, on a
+// malformed pattern, a parameter named twice, or a route ambiguous with one already added
+// (same method, same host pattern, same path shape). The first test run catches it.
+//
+// Thread safety: Add is not thread-safe; build the table, then share it (const) with the
+// server, whose threads call Match concurrently.
+#ifndef KEYFOUNDRY_HTTP_ROUTER_H_
+#define KEYFOUNDRY_HTTP_ROUTER_H_
+
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "http/request.h"
+#include "http/response.h"
+
+namespace keyfoundry::http {
+
+// Runs on one of the server's threads, synchronously; it may block for a few milliseconds
+// (an RSA operation, a database read), not for long: every request it delays waits.
+// Exceptions are caught at the boundary and become a 500 without details.
+using Handler = std::function<Response(Request&)>;
+
+inline constexpr size_t kDefaultMaxBodyBytes = size_t{1} << 20;  // 1 MiB
+
+struct RouteOptions {
+  // A larger body is refused with 413 before it is read when Content-Length says so, and as
+  // soon as it is exceeded when the body is chunked.
+  size_t max_body_bytes = kDefaultMaxBodyBytes;
+  // The route's label in metrics and logs; the path pattern when empty. Keep the set of labels
+  // small: never derive one from request data.
+  std::string metrics_name;
+};
+
+struct Route {
+  std::string method;
+  std::string host_pattern;
+  std::string path_pattern;
+  Handler handler;
+  RouteOptions options;
+  std::string label;  // options.metrics_name, or path_pattern when that is empty
+};
+
+enum class MatchKind {
+  kFound = 1,
+  kNotFound = 2,
+  kMethodNotAllowed = 3,
+};
+
+struct RouteMatch {
+  MatchKind kind = MatchKind::kNotFound;
+  const Route* route = nullptr;               // kFound: owned by the Router
+  std::map<std::string, std::string> params;  // kFound
+  std::vector<std::string> allowed_methods;   // kMethodNotAllowed: sorted, unique
+};
+
+class Router {
+ public:
+  Router();
+  ~Router();
+  Router(Router&&) noexcept;
+  Router& operator=(Router&&) noexcept;
+
+  void Add(std::string method, std::string host_pattern, std::string path_pattern, Handler handler,
+           RouteOptions options = {});
+
+  // `host` as Request::host (lower case, no port); `path` as Request::path (raw).
+  RouteMatch Match(std::string_view method, std::string_view host, std::string_view path) const;
+
+  // Match, then the handler (kFound: with request.params set), or the 404 / 405 response.
+  // No body limit applies: the server enforces it while reading. For in-process callers and
+  // tests; the server uses Match and InvokeHandler.
+  Response Handle(Request& request) const;
+
+ private:
+  struct CompiledRoute;
+  std::vector<CompiledRoute> routes_;
+};
+
+// Runs `route.handler`, turning an exception into 500 InternalServerError (logged with
+// `request.request_id`, without the exception's text in the response).
+Response InvokeHandler(const Route& route, Request& request);
+
+// The HTTP layer's own error responses (codes listed in response.h).
+Response NotFoundResponse(std::string_view method, std::string_view path);
+Response MethodNotAllowedResponse(std::string_view method,
+                                  const std::vector<std::string>& allowed_methods);
+
+}  // namespace keyfoundry::http
+
+#endif  // KEYFOUNDRY_HTTP_ROUTER_H_

@@ -1,0 +1,735 @@
+// The design is in server.h. Here: HttpsServer::Impl (TLS context, acceptor, threads, the set
+// of open connections, Stop) and Connection (one client connection's state machine).
+#include "http/server.h"
+
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <cstdio>
+#include <ctime>
+#include <future>
+#include <limits>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/logging.h"
+#include "common/mutex.h"
+#include "crypto/random.h"
+#include "http/url.h"
+
+namespace keyfoundry::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using tcp = boost::asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+// TLS 1.2 suites: ECDHE key exchange with an AEAD cipher only. TLS 1.3's suites are all AEAD.
+constexpr char kTls12Ciphers[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305";
+constexpr char kTls13Suites[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+constexpr size_t kReadChunk = size_t{16} * 1024;  // one TLS record
+constexpr auto kLingerTimeout = std::chrono::seconds(1);
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
+constexpr auto kRefusalLogInterval = std::chrono::seconds(1);
+constexpr size_t kMaxLoggedPath = 256;
+constexpr size_t kMaxLoggedClientRequestId = 128;
+constexpr char kUnmatchedRoute[] = "unmatched";
+
+// Response headers the server sets itself; a handler's header of one of these names is dropped.
+constexpr std::string_view kServerHeaders[] = {
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "date",
+    "content-type",
+    "x-ms-request-id",
+    "x-ms-client-request-id",
+    "keep-alive",
+    "x-content-type-options",
+};
+
+bool IsTokenChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool IsValidHeader(std::string_view name, std::string_view value) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), IsTokenChar) &&
+         value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+}
+
+std::string HttpDate() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return std::string(buf, n);
+}
+
+std::string ToString(beast::string_view s) { return std::string(s.data(), s.size()); }
+
+// The Host header's host, lower-cased, without the port: a DNS name, an IPv4 address or a
+// bracketed IPv6 address. nullopt when it is none of these.
+std::optional<std::string> NormalizeHost(std::string_view value) {
+  std::string_view host = value;
+  std::string_view port;
+  if (value.starts_with('[')) {
+    const size_t close = value.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = value.substr(0, close + 1);
+    const std::string_view rest = value.substr(close + 1);
+    if (!rest.empty() && !rest.starts_with(':')) return std::nullopt;
+    port = rest.empty() ? rest : rest.substr(1);
+    const std::string_view inner = host.substr(1, host.size() - 2);
+    if (inner.empty() || inner.find_first_not_of("0123456789abcdefABCDEF:.") != inner.npos) {
+      return std::nullopt;
+    }
+  } else {
+    const size_t colon = value.find(':');
+    host = value.substr(0, colon);
+    if (colon != std::string_view::npos) port = value.substr(colon + 1);
+    if (colon != std::string_view::npos && port.empty()) return std::nullopt;
+    if (host.empty() ||
+        host.find_first_not_of("abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != host.npos) {
+      return std::nullopt;
+    }
+  }
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != port.npos) return std::nullopt;
+  std::string out(host);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool IsHttpParseError(const beast::error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category();
+}
+
+class Connection;
+
+}  // namespace
+
+class HttpsServer::Impl {
+ public:
+  Impl(ServerOptions options, std::shared_ptr<const Router> router)
+      : options_(std::move(options)),
+        router_(std::move(router)),
+        metrics_(options_.metrics != nullptr ? options_.metrics : std::make_shared<Metrics>()),
+        acceptor_(asio::make_strand(ioc_)),
+        accept_retry_timer_(acceptor_.get_executor()),
+        work_(asio::make_work_guard(ioc_)) {}
+
+  Status Listen();
+  void Stop(std::chrono::milliseconds drain);
+
+  enum class Admission { kAdmitted = 1, kFull = 2, kStopping = 3 };
+  // Adds `connection` to the open set unless max_connections are open or the server stops.
+  Admission Admit(const std::shared_ptr<Connection>& connection);
+  void Remove(const Connection* connection);
+
+  // Read by connections without locking. The private key is dropped once TLS is set up.
+  ServerOptions options_;
+  const std::shared_ptr<const Router> router_;
+  const std::shared_ptr<Metrics> metrics_;
+  std::atomic<bool> stopping_{false};
+  ssl::context ssl_context_{ssl::context::tls_server};
+  uint16_t port_ = 0;
+
+ private:
+  Status SetUpTls();
+  void Accept();
+  void OnAccept(beast::error_code ec, tcp::socket socket);
+  void LogRefusal();
+  std::vector<std::shared_ptr<Connection>> OpenConnections();
+
+  Mutex mu_;
+  std::unordered_map<const Connection*, std::weak_ptr<Connection>> connections_ GUARDED_BY(mu_);
+  bool stop_started_ GUARDED_BY(mu_) = false;
+  bool drained_set_ GUARDED_BY(mu_) = false;
+  std::promise<void> drained_;  // set once stopping and no connection is open
+  std::future<void> drained_future_ = drained_.get_future();
+  std::atomic<int64_t> last_refusal_log_{0};
+
+  // Destroyed before the members above: handlers still queued hold connections, which remove
+  // themselves from connections_ and metrics_ when destroyed.
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;  // on its own strand
+  asio::steady_timer accept_retry_timer_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<std::thread> threads_;
+
+  friend class HttpsServer;
+};
+
+namespace {
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(HttpsServer::Impl* server, tcp::socket socket, std::string remote_address)
+      : server_(server),
+        options_(server->options_),
+        stream_(std::move(socket), server->ssl_context_),
+        remote_address_(std::move(remote_address)) {}
+  ~Connection() {
+    if (admitted_) server_->Remove(this);
+  }
+
+  void MarkAdmitted() { admitted_ = true; }
+  auto executor() { return stream_.get_executor(); }
+
+  // Each runs on the connection's strand.
+  void Start();
+  void StopIfIdle();
+  void Close();
+
+ private:
+  enum class Phase { kHandshake = 1, kIdle, kRequest, kHandler, kWrite, kClosing, kClosed };
+
+  void OnHandshake(beast::error_code ec);
+  void WaitForRequest();
+  void OnFirstBytes(beast::error_code ec, size_t n);
+  void StartRequest();
+  void OnHeader(beast::error_code ec, size_t);
+  void ReadBody();
+  void OnBody(beast::error_code ec, size_t);
+  void OnReadError(beast::error_code ec);
+  void Respond(Response response, bool keep_alive);
+  void OnWritten(bool keep_alive, beast::error_code ec, size_t);
+  void Shutdown();
+  void CloseSocket();
+  void LogRequest(int status);
+
+  beast::tcp_stream& tcp() { return beast::get_lowest_layer(stream_); }
+
+  HttpsServer::Impl* const server_;
+  const ServerOptions& options_;
+  beast::ssl_stream<beast::tcp_stream> stream_;
+  const std::string remote_address_;
+  bool admitted_ = false;
+
+  Phase phase_ = Phase::kHandshake;
+  bool first_request_ = true;
+  Clock::time_point handshake_done_;
+  beast::flat_buffer buffer_;
+
+  // The request in progress.
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  Clock::time_point request_start_;
+  Request request_;
+  RouteMatch match_;
+  std::string method_label_;
+  std::string client_request_id_;
+  bhttp::response<bhttp::empty_body> continue_{bhttp::status::continue_, 11};
+  bhttp::response<bhttp::string_body> response_;
+};
+
+void Connection::Start() {
+  tcp().expires_after(options_.handshake_timeout);
+  stream_.async_handshake(ssl::stream_base::server,
+                          beast::bind_front_handler(&Connection::OnHandshake, shared_from_this()));
+}
+
+void Connection::StopIfIdle() {
+  if (phase_ == Phase::kHandshake || phase_ == Phase::kIdle) CloseSocket();
+}
+
+void Connection::Close() { CloseSocket(); }
+
+void Connection::OnHandshake(beast::error_code ec) {
+  if (ec || phase_ == Phase::kClosed) return CloseSocket();
+  handshake_done_ = Clock::now();
+  WaitForRequest();
+}
+
+// Waits for the first byte of the next request without starting its read deadline, so that
+// keep-alive connections may idle longer than a request may take.
+void Connection::WaitForRequest() {
+  phase_ = Phase::kIdle;
+  if (server_->stopping_) return Shutdown();
+  if (buffer_.size() > 0) return StartRequest();  // a pipelined request is already here
+  if (first_request_) {
+    tcp().expires_at(handshake_done_ + options_.read_timeout);
+  } else {
+    tcp().expires_after(options_.idle_timeout);
+  }
+  stream_.async_read_some(buffer_.prepare(kReadChunk),
+                          beast::bind_front_handler(&Connection::OnFirstBytes, shared_from_this()));
+}
+
+void Connection::OnFirstBytes(beast::error_code ec, size_t n) {
+  if (ec || phase_ == Phase::kClosed) return CloseSocket();  // idle timeout, or the peer left
+  buffer_.commit(n);
+  StartRequest();
+}
+
+void Connection::StartRequest() {
+  phase_ = Phase::kRequest;
+  request_start_ = Clock::now();
+  // The first request's clock started at the handshake: a new connection has read_timeout to
+  // deliver a whole request.
+  tcp().expires_at(first_request_ ? handshake_done_ + options_.read_timeout
+                                  : request_start_ + options_.read_timeout);
+  first_request_ = false;
+  request_ = Request();
+  request_.remote_address = remote_address_;
+  match_ = RouteMatch();
+  method_label_ = "OTHER";
+  client_request_id_.clear();
+  parser_.emplace();
+  parser_->header_limit(static_cast<uint32_t>(
+      std::min<size_t>(options_.max_header_bytes, std::numeric_limits<uint32_t>::max())));
+  parser_->body_limit(boost::none);  // set from the route once the header is read
+  auto id = crypto::NewUuid();
+  if (!id.ok()) {
+    Log(LogLevel::kError, "http.request_id_failed", {{"error", id.status().ToString()}});
+    return Respond(AzureError(500, "InternalServerError", "The server cannot serve requests."),
+                   false);
+  }
+  request_.request_id = *std::move(id);
+  bhttp::async_read_header(stream_, buffer_, *parser_,
+                           beast::bind_front_handler(&Connection::OnHeader, shared_from_this()));
+}
+
+void Connection::OnHeader(beast::error_code ec, size_t) {
+  if (ec) return OnReadError(ec);
+  const auto& header = parser_->get();
+  request_.method = ToString(header.method_string());
+  if (header.method() != bhttp::verb::unknown) method_label_ = request_.method;
+  request_.target = ToString(header.target());
+  if (auto id = header.find("x-ms-client-request-id"); id != header.end()) {
+    client_request_id_ = ToString(id->value());
+  }
+  auto bad_request = [&](std::string message) {
+    Respond(AzureError(400, "BadRequest", std::move(message)), false);
+  };
+
+  std::optional<std::string> host;
+  if (header.count(bhttp::field::host) == 1) host = NormalizeHost(header[bhttp::field::host]);
+  if (!host.has_value()) return bad_request("The request must carry one valid Host header.");
+  request_.host = *std::move(host);
+  const std::string_view target = request_.target;
+  const size_t question = target.find('?');
+  request_.path = std::string(target.substr(0, question));
+  if (Status s = ValidateRequestPath(request_.path); !s.ok()) return bad_request(s.message());
+  if (question != std::string_view::npos) {
+    auto query = ParseFormUrlEncoded(target.substr(question + 1));
+    if (!query.ok()) return bad_request("Invalid query string: " + query.status().message());
+    request_.query = *std::move(query);
+  }
+
+  match_ = server_->router_->Match(request_.method, request_.host, request_.path);
+  const size_t limit = match_.kind == MatchKind::kFound ? match_.route->options.max_body_bytes
+                                                        : kDefaultMaxBodyBytes;
+  if (parser_->content_length().value_or(0) > limit) {
+    return Respond(AzureError(413, "RequestBodyTooLarge",
+                              "The request body exceeds the limit of " + std::to_string(limit) +
+                                  " bytes for this operation."),
+                   false);
+  }
+  parser_->body_limit(limit);
+  if (parser_->is_done()) return OnBody({}, 0);
+
+  const auto expect = header.find(bhttp::field::expect);
+  if (expect != header.end() && EqualsIgnoreCase(ToString(expect->value()), "100-continue")) {
+    bhttp::async_write(stream_, continue_,
+                       [self = shared_from_this()](beast::error_code write_ec, size_t) {
+                         if (write_ec) return self->CloseSocket();
+                         self->ReadBody();
+                       });
+    return;
+  }
+  ReadBody();
+}
+
+void Connection::ReadBody() {
+  bhttp::async_read(stream_, buffer_, *parser_,
+                    beast::bind_front_handler(&Connection::OnBody, shared_from_this()));
+}
+
+void Connection::OnBody(beast::error_code ec, size_t) {
+  if (ec) return OnReadError(ec);
+  phase_ = Phase::kHandler;
+  auto& message = parser_->get();
+  for (const auto& field : message) {
+    request_.headers.emplace_back(ToString(field.name_string()), ToString(field.value()));
+  }
+  request_.body = std::move(message.body());
+  const bool keep_alive = message.keep_alive();
+  Response response;
+  switch (match_.kind) {
+    case MatchKind::kFound:
+      request_.params = std::move(match_.params);
+      response = InvokeHandler(*match_.route, request_);
+      break;
+    case MatchKind::kMethodNotAllowed:
+      response = MethodNotAllowedResponse(request_.method, match_.allowed_methods);
+      break;
+    case MatchKind::kNotFound:
+      response = NotFoundResponse(request_.method, request_.path);
+      break;
+  }
+  Respond(std::move(response), keep_alive && !server_->stopping_);
+}
+
+// A read failed: answer what can be answered, then close. The stream cannot be resynchronised
+// after an unread or unparsable request.
+void Connection::OnReadError(beast::error_code ec) {
+  if (ec == bhttp::error::header_limit) {
+    return Respond(AzureError(431, "RequestHeaderFieldsTooLarge",
+                              "The request line and headers exceed " +
+                                  std::to_string(options_.max_header_bytes) + " bytes."),
+                   false);
+  }
+  if (ec == bhttp::error::body_limit) {
+    return Respond(AzureError(413, "RequestBodyTooLarge",
+                              "The request body exceeds the limit of " +
+                                  std::to_string(match_.kind == MatchKind::kFound
+                                                     ? match_.route->options.max_body_bytes
+                                                     : kDefaultMaxBodyBytes) +
+                                  " bytes for this operation."),
+                   false);
+  }
+  if (IsHttpParseError(ec) && ec != bhttp::error::end_of_stream &&
+      ec != bhttp::error::partial_message) {
+    return Respond(AzureError(400, "BadRequest", "The request is malformed: " + ec.message() + "."),
+                   false);
+  }
+  if (ec == beast::error::timeout) {
+    Log(LogLevel::kInfo, "http.request_timeout",
+        {{"remote", remote_address_}, {"request_id", request_.request_id}});
+  }
+  CloseSocket();
+}
+
+void Connection::Respond(Response response, bool keep_alive) {
+  phase_ = Phase::kWrite;
+  bool valid = response.status >= 200 && response.status <= 599 &&
+               !((response.status == 204 || response.status == 304) && !response.body.empty());
+  for (const auto& [name, value] : response.headers) valid = valid && IsValidHeader(name, value);
+  valid = valid && IsValidHeader("Content-Type", response.content_type);
+  if (!valid) {
+    Log(LogLevel::kError, "http.invalid_response",
+        {{"request_id", request_.request_id},
+         {"route", match_.route != nullptr ? match_.route->label : kUnmatchedRoute}});
+    response = AzureError(500, "InternalServerError",
+                          "The server failed to process the request. Quote the "
+                          "x-ms-request-id response header when reporting this.");
+  }
+
+  response_ = {};
+  response_.version(11);
+  response_.result(static_cast<unsigned>(response.status));
+  for (const auto& header : response.headers) {
+    const bool reserved =
+        std::any_of(std::begin(kServerHeaders), std::end(kServerHeaders),
+                    [&](std::string_view h) { return EqualsIgnoreCase(h, header.first); });
+    if (!reserved) response_.insert(header.first, header.second);
+  }
+  if (!response.content_type.empty()) {
+    response_.set(bhttp::field::content_type, response.content_type);
+  }
+  response_.set(bhttp::field::date, HttpDate());
+  response_.set("x-content-type-options", "nosniff");
+  response_.set("x-ms-request-id", request_.request_id);
+  if (!client_request_id_.empty()) response_.set("x-ms-client-request-id", client_request_id_);
+  response_.keep_alive(keep_alive);
+  if (request_.method == "HEAD") {
+    response_.content_length(response.body.size());  // the size a GET would have, no body
+  } else {
+    response_.body() = std::move(response.body);
+    response_.prepare_payload();
+  }
+
+  tcp().expires_after(options_.write_timeout);
+  bhttp::async_write(
+      stream_, response_,
+      beast::bind_front_handler(&Connection::OnWritten, shared_from_this(), keep_alive));
+}
+
+void Connection::OnWritten(bool keep_alive, beast::error_code ec, size_t) {
+  LogRequest(static_cast<int>(response_.result_int()));
+  if (ec || phase_ == Phase::kClosed) return CloseSocket();
+  if (!keep_alive) return Shutdown();
+  parser_.reset();
+  WaitForRequest();
+}
+
+// Sends close_notify and waits, briefly, for the peer to close: closing with unread input
+// would make the kernel send a reset, which can destroy the response before the client reads
+// it. Input that arrives meanwhile is discarded.
+void Connection::Shutdown() {
+  phase_ = Phase::kClosing;
+  tcp().expires_after(kLingerTimeout);
+  stream_.async_shutdown([self = shared_from_this()](beast::error_code) { self->CloseSocket(); });
+}
+
+void Connection::CloseSocket() {
+  phase_ = Phase::kClosed;
+  tcp().close();
+}
+
+void Connection::LogRequest(int status) {
+  const auto duration = Clock::now() - request_start_;
+  const std::string& route = match_.route != nullptr ? match_.route->label : kUnmatchedRoute;
+  server_->metrics_->RecordRequest(route, method_label_, status, duration);
+  char millis[32];
+  (void)std::snprintf(millis, sizeof(millis), "%.3f",
+                      std::chrono::duration<double, std::milli>(duration).count());
+  const std::string status_text = std::to_string(status);
+  const std::string_view path = std::string_view(request_.path).substr(0, kMaxLoggedPath);
+  const std::string_view client_id =
+      std::string_view(client_request_id_).substr(0, kMaxLoggedClientRequestId);
+  Log(LogLevel::kInfo, "http.request",
+      {{"request_id", request_.request_id},
+       {"method", request_.method},
+       {"route", route},
+       {"host", request_.host},
+       {"path", path},
+       {"status", status_text},
+       {"duration_ms", millis},
+       {"remote", remote_address_},
+       {"client_request_id", client_id}});
+}
+
+}  // namespace
+
+Status HttpsServer::Impl::SetUpTls() {
+  SSL_CTX* ctx = ssl_context_.native_handle();
+  ssl_context_.set_options(ssl::context::default_workarounds | ssl::context::no_compression |
+                           ssl::context::no_sslv2 | ssl::context::no_sslv3 |
+                           ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1 |
+                           ssl::context::single_dh_use);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+      SSL_CTX_set_cipher_list(ctx, kTls12Ciphers) != 1 ||
+      SSL_CTX_set_ciphersuites(ctx, kTls13Suites) != 1) {
+    return InternalError("configuring TLS failed");
+  }
+  beast::error_code ec;
+  ssl_context_.use_certificate_chain(asio::buffer(options_.certificate_pem), ec);
+  if (ec) return InvalidArgumentError("the server certificate is not usable: " + ec.message());
+  const ByteView key = options_.private_key_pem.Reveal(InsecureSecretAccess());
+  ssl_context_.use_private_key(asio::buffer(key.data(), key.size()), ssl::context::pem, ec);
+  if (ec || SSL_CTX_check_private_key(ctx) != 1) {
+    return InvalidArgumentError("the server key is not usable or does not match the certificate");
+  }
+  options_.private_key_pem = SecretBytes();  // OpenSSL holds its own copy
+  return OkStatus();
+}
+
+Status HttpsServer::Impl::Listen() {
+  if (router_ == nullptr) return InvalidArgumentError("the server needs a router");
+  if (options_.threads < 1 || options_.max_connections < 1 || options_.max_header_bytes < 1 ||
+      options_.handshake_timeout.count() <= 0 || options_.read_timeout.count() <= 0 ||
+      options_.write_timeout.count() <= 0 || options_.idle_timeout.count() <= 0) {
+    return InvalidArgumentError("the server's limits, timeouts and threads must be positive");
+  }
+  RETURN_IF_ERROR(SetUpTls());
+
+  const std::string where = options_.listen_host + ":" + std::to_string(options_.listen_port);
+  beast::error_code ec;
+  tcp::endpoint endpoint;
+  const auto address = asio::ip::make_address(options_.listen_host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, options_.listen_port);
+  } else {
+    tcp::resolver resolver(ioc_);
+    auto results = resolver.resolve(options_.listen_host, std::to_string(options_.listen_port),
+                                    tcp::resolver::passive, ec);
+    if (ec || results.empty()) return UnavailableError("cannot resolve " + where);
+    endpoint = results.begin()->endpoint();
+  }
+  if (acceptor_.open(endpoint.protocol(), ec) ||
+      acceptor_.set_option(asio::socket_base::reuse_address(true), ec) ||
+      acceptor_.bind(endpoint, ec) ||
+      acceptor_.listen(asio::socket_base::max_listen_connections, ec)) {
+    return UnavailableError("cannot listen on " + where + ": " + ec.message());
+  }
+  port_ = acceptor_.local_endpoint(ec).port();
+  if (ec) return UnavailableError("cannot listen on " + where + ": " + ec.message());
+
+  Accept();
+  for (int i = 0; i < options_.threads; ++i) {
+    threads_.emplace_back([this] {
+      // An exception escaping a completion handler (e.g. bad_alloc) ends only that handler.
+      while (true) {
+        try {
+          ioc_.run();
+          return;
+        } catch (const std::exception& e) {
+          Log(LogLevel::kError, "http.io_exception", {{"exception", e.what()}});
+        }
+      }
+    });
+  }
+  Log(LogLevel::kInfo, "http.listening",
+      {{"address", endpoint.address().to_string()}, {"port", std::to_string(port_)}});
+  return OkStatus();
+}
+
+void HttpsServer::Impl::Accept() {
+  acceptor_.async_accept(asio::make_strand(ioc_), beast::bind_front_handler(&Impl::OnAccept, this));
+}
+
+void HttpsServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
+  if (!acceptor_.is_open() || ec == asio::error::operation_aborted) return;
+  if (ec) {
+    // Out of file descriptors, typically: wait a little rather than spin.
+    Log(LogLevel::kWarning, "http.accept_failed", {{"error", ec.message()}});
+    accept_retry_timer_.expires_after(kAcceptRetryDelay);
+    accept_retry_timer_.async_wait([this](beast::error_code wait_ec) {
+      if (!wait_ec) Accept();
+    });
+    return;
+  }
+  const tcp::endpoint peer = socket.remote_endpoint(ec);
+  if (ec) return Accept();  // the peer is already gone
+  // Responses are written whole; Nagle's algorithm would only hold back their last segment
+  // (with the TLS close_notify, up to a delayed-ACK timeout of 40 ms).
+  socket.set_option(tcp::no_delay(true), ec);
+  auto connection =
+      std::make_shared<Connection>(this, std::move(socket), peer.address().to_string());
+  switch (Admit(connection)) {
+    case Admission::kAdmitted:
+      asio::dispatch(connection->executor(), [connection] { connection->Start(); });
+      break;
+    case Admission::kFull:
+      metrics_->ConnectionRefused();
+      LogRefusal();
+      break;  // dropping the connection closes its socket
+    case Admission::kStopping:
+      break;
+  }
+  Accept();
+}
+
+HttpsServer::Impl::Admission HttpsServer::Impl::Admit(const std::shared_ptr<Connection>& c) {
+  MutexLock lock(&mu_);
+  if (stop_started_) return Admission::kStopping;
+  if (connections_.size() >= options_.max_connections) return Admission::kFull;
+  connections_.emplace(c.get(), c);
+  c->MarkAdmitted();
+  metrics_->ConnectionOpened();
+  return Admission::kAdmitted;
+}
+
+void HttpsServer::Impl::Remove(const Connection* connection) {
+  MutexLock lock(&mu_);
+  connections_.erase(connection);
+  metrics_->ConnectionClosed();
+  if (stop_started_ && connections_.empty() && !drained_set_) {
+    drained_set_ = true;
+    drained_.set_value();
+  }
+}
+
+void HttpsServer::Impl::LogRefusal() {
+  const int64_t now = Clock::now().time_since_epoch().count();
+  int64_t last = last_refusal_log_.load();
+  const int64_t interval = std::chrono::duration_cast<Clock::duration>(kRefusalLogInterval).count();
+  if (now - last < interval || !last_refusal_log_.compare_exchange_strong(last, now)) return;
+  Log(LogLevel::kWarning, "http.connections_refused",
+      {{"max_connections", std::to_string(options_.max_connections)}});
+}
+
+std::vector<std::shared_ptr<Connection>> HttpsServer::Impl::OpenConnections() {
+  std::vector<std::shared_ptr<Connection>> out;
+  MutexLock lock(&mu_);
+  for (const auto& [key, weak] : connections_) {
+    if (auto c = weak.lock()) out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void HttpsServer::Impl::Stop(std::chrono::milliseconds drain) {
+  {
+    MutexLock lock(&mu_);
+    if (stop_started_) return;
+    stop_started_ = true;
+    stopping_ = true;
+    if (connections_.empty()) {
+      drained_set_ = true;
+      drained_.set_value();
+    }
+  }
+  const auto deadline = Clock::now() + drain;
+  // The acceptor is closed on its strand (it is not thread-safe), and before Stop goes on, so
+  // that the port refuses connections as soon as Stop returns.
+  auto close_acceptor = [this] {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+    accept_retry_timer_.cancel();
+  };
+  if (threads_.empty()) {
+    close_acceptor();  // Listen failed: nothing runs concurrently
+  } else {
+    std::promise<void> closed;
+    asio::post(acceptor_.get_executor(), [&] {
+      close_acceptor();
+      closed.set_value();
+    });
+    closed.get_future().wait();
+  }
+  for (auto& c : OpenConnections()) asio::post(c->executor(), [c] { c->StopIfIdle(); });
+
+  if (drained_future_.wait_until(deadline) != std::future_status::ready) {
+    for (auto& c : OpenConnections()) asio::post(c->executor(), [c] { c->Close(); });
+    // Closing completes every pending operation at once; a handler still running delays this.
+    (void)drained_future_.wait_for(kLingerTimeout);
+  }
+  work_.reset();
+  ioc_.stop();
+  if (threads_.empty()) return;
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  Log(LogLevel::kInfo, "http.stopped", {{"port", std::to_string(port_)}});
+}
+
+StatusOr<std::unique_ptr<HttpsServer>> HttpsServer::Start(ServerOptions options,
+                                                          std::shared_ptr<const Router> router) {
+  try {
+    auto impl = std::make_unique<Impl>(std::move(options), std::move(router));
+    if (Status s = impl->Listen(); !s.ok()) {
+      impl->Stop(std::chrono::milliseconds(0));
+      return s;
+    }
+    return std::unique_ptr<HttpsServer>(new HttpsServer(std::move(impl)));
+  } catch (const std::exception& e) {
+    return InternalError(std::string("starting the HTTPS server failed: ") + e.what());
+  }
+}
+
+HttpsServer::HttpsServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpsServer::~HttpsServer() { Stop(std::chrono::milliseconds(0)); }
+
+uint16_t HttpsServer::port() const { return impl_->port_; }
+
+void HttpsServer::Stop(std::chrono::milliseconds drain) { impl_->Stop(drain); }
+
+Metrics& HttpsServer::metrics() { return *impl_->metrics_; }
+
+}  // namespace keyfoundry::http

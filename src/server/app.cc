@@ -1,0 +1,153 @@
+#include "server/app.h"
+
+#include "common/encoding.h"
+#include "common/file_util.h"
+#include "common/logging.h"
+#include "crypto/random.h"
+#include "http/server.h"
+#include "identity/signing_key.h"
+#include "server/services.h"
+#include "server/tls.h"
+#include "storage/files/file_blob_store.h"
+#include "storage/sqlite/sqlite_metadata_store.h"
+
+namespace keyfoundry::server {
+
+class App::Impl {
+ public:
+  DataDir dir;
+  std::unique_ptr<storage::SqliteMetadataStore> metadata;
+  std::unique_ptr<storage::FileBlobStore> blobs;
+  std::unique_ptr<identity::Directory> directory;
+  std::unique_ptr<identity::Authorizer> authorizer;
+  std::shared_ptr<Services> services;
+  std::unique_ptr<http::HttpsServer> server;
+};
+
+namespace {
+
+// The secret the platform's own processes present to the managed-identity endpoint: 32 random
+// bytes, made on the first start, in DATA_DIR/platform-secret (mode 0600).
+StatusOr<SecretBytes> LoadOrCreatePlatformSecret(const std::filesystem::path& dir) {
+  const std::string path = (dir / "platform-secret").string();
+  StatusOr<std::string> existing = ReadFile(path);
+  if (existing.status().code() == StatusCode::kNotFound) {
+    ASSIGN_OR_RETURN(Bytes raw, crypto::RandomBytes(32));
+    std::string text = Base64UrlEncode(raw);
+    SecureZero(std::span<uint8_t>(raw));
+    RETURN_IF_ERROR(WriteFileAtomically(path, text, 0600));
+    existing = std::move(text);
+  }
+  RETURN_IF_ERROR(existing);
+  SecretBytes secret(AsBytes(*existing), InsecureSecretAccess());
+  SecureZero(std::span<uint8_t>(reinterpret_cast<uint8_t*>(existing->data()), existing->size()));
+  return secret;
+}
+
+std::string BaseUrl(const std::string& listen_host, uint16_t port) {
+  std::string host = listen_host;
+  if (host.empty() || host == "0.0.0.0" || host == "::") host = "localhost";
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";
+  return "https://" + host + ":" + std::to_string(port);
+}
+
+// The roles BRIEF §9 gives the admin on the default subscription.
+Status GrantAdminRoles(identity::Authorizer& authorizer, const identity::Principal& admin,
+                       const std::string& subscription_id) {
+  const std::string scope = "/subscriptions/" + subscription_id;
+  for (std::string_view role :
+       {identity::role_ids::kOwner, identity::role_ids::kCognitiveServicesContributor,
+        identity::role_ids::kCognitiveServicesUser, identity::role_ids::kKeyVaultAdministrator}) {
+    RETURN_IF_ERROR(authorizer.Ensure(admin.object_id, "User", role, scope));
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+App::App(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+App::~App() { Stop(std::chrono::milliseconds(0)); }
+
+uint16_t App::port() const { return impl_->server->port(); }
+const DataDir& App::data_dir() const { return impl_->dir; }
+std::string App::base_url() const { return impl_->services->base_url; }
+
+void App::Stop(std::chrono::milliseconds drain) {
+  if (impl_ && impl_->server) impl_->server->Stop(drain);
+}
+
+StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
+                                          std::optional<std::string_view> env_admin_password) {
+  auto impl = std::make_unique<Impl>();
+  ASSIGN_OR_RETURN(impl->dir, InitDataDir(config.data_dir, env_admin_password));
+  const std::filesystem::path& dir = impl->dir.path;
+  Log(LogLevel::kInfo, impl->dir.created ? "data_dir.created" : "data_dir.opened",
+      {{"dir", dir.string()}});
+  ASSIGN_OR_RETURN(impl->metadata,
+                   storage::SqliteMetadataStore::Open((dir / "metadata.db").string()));
+  ASSIGN_OR_RETURN(impl->blobs, storage::FileBlobStore::OpenDirectory((dir / "blobs").string()));
+  ASSIGN_OR_RETURN(crypto::CertificateAndKey tls,
+                   EnsureTlsMaterial(dir, config.domain, config.listen_host));
+  ASSIGN_OR_RETURN(crypto::EcPrivateKey signing_key,
+                   identity::LoadOrCreateSigningKey(dir / "token-signing-key.json"));
+
+  ASSIGN_OR_RETURN(impl->directory, identity::Directory::New(*impl->metadata, impl->dir.tenant_id));
+  ASSIGN_OR_RETURN(identity::Principal admin,
+                   impl->directory->EnsureAdmin(impl->dir.admin_password));
+  impl->authorizer = std::make_unique<identity::Authorizer>(*impl->metadata);
+  RETURN_IF_ERROR(GrantAdminRoles(*impl->authorizer, admin, impl->dir.subscription_id));
+
+  auto services = std::make_shared<Services>();
+  services->config = config;
+  services->tenant_id = impl->dir.tenant_id;
+  services->subscription_id = impl->dir.subscription_id;
+  ASSIGN_OR_RETURN(services->platform_secret, LoadOrCreatePlatformSecret(dir));
+  services->metadata = impl->metadata.get();
+  services->directory = impl->directory.get();
+  services->authorizer = impl->authorizer.get();
+  impl->services = services;
+
+  auto router = std::make_shared<http::Router>();
+  AddIdentityRoutes(*router, services);
+  AddManagementRoutes(*router, services);
+  AddVaultRoutes(*router, services);
+
+  http::ServerOptions options;
+  options.listen_host = config.listen_host;
+  options.listen_port = config.listen_port;
+  options.certificate_pem = tls.certificate_pem;
+  options.private_key_pem = std::move(tls.private_key_pem);
+  options.max_header_bytes = static_cast<size_t>(config.limits.max_header_bytes);
+  options.max_connections = static_cast<size_t>(config.limits.max_connections);
+  options.read_timeout = std::chrono::seconds(config.limits.read_timeout_seconds);
+  options.idle_timeout = std::chrono::seconds(config.limits.idle_timeout_seconds);
+  options.threads = static_cast<int>(config.threads);
+  ASSIGN_OR_RETURN(impl->server, http::HttpsServer::Start(std::move(options), router));
+
+  // The issuer names the server's own URL, which needs the port it got.
+  services->base_url = BaseUrl(config.listen_host, impl->server->port());
+  identity::TokenIssuerOptions issuer_options;
+  issuer_options.base_url = services->base_url;
+  issuer_options.tenant_id = impl->dir.tenant_id;
+  issuer_options.domain = config.domain;
+  issuer_options.lifetime = std::chrono::seconds(config.token_lifetime_seconds);
+  ASSIGN_OR_RETURN(services->issuer,
+                   identity::TokenIssuer::New(std::move(issuer_options), std::move(signing_key)));
+  ASSIGN_OR_RETURN(identity::TokenVerifier verifier,
+                   identity::TokenVerifier::For(*services->issuer));
+  services->verifier = std::make_unique<identity::TokenVerifier>(std::move(verifier));
+  services->metrics = &impl->server->metrics();
+  services->ready.store(true, std::memory_order_release);
+
+  RETURN_IF_ERROR(WriteFileAtomically((dir / "port").string(),
+                                      std::to_string(impl->server->port()) + "\n", 0644));
+  Log(LogLevel::kInfo, "server.ready",
+      {{"url", services->base_url},
+       {"ca", (dir / "tls" / "ca.pem").string()},
+       {"tenant_id", impl->dir.tenant_id},
+       {"subscription_id", impl->dir.subscription_id}});
+  return std::unique_ptr<App>(new App(std::move(impl)));
+}
+
+}  // namespace keyfoundry::server

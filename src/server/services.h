@@ -1,0 +1,85 @@
+// What keyfoundryd's handlers share: the deployment's services, and the checks every API runs
+// before its own logic (api-version, authentication, authorization), each giving the response
+// to send when it fails.
+//
+// Order of checks, as Azure's front ends do it: authentication first (a missing or bad token
+// is 401 whatever else is wrong with the request, so the SDKs' challenge flow works), then
+// api-version, then the request's own validation, then authorization against the resource.
+//
+// Thread safety: Services is built at start-up; handlers use it from many threads. Its
+// pointers are set before `ready` becomes true and never change afterwards.
+#ifndef KEYFOUNDRY_SERVER_SERVICES_H_
+#define KEYFOUNDRY_SERVER_SERVICES_H_
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "http/metrics.h"
+#include "http/request.h"
+#include "http/response.h"
+#include "http/router.h"
+#include "identity/authorization.h"
+#include "identity/directory.h"
+#include "identity/tokens.h"
+#include "server/config.h"
+#include "storage/metadata_store.h"
+
+namespace keyfoundry::server {
+
+struct Services {
+  Config config;
+  std::string tenant_id;
+  std::string subscription_id;
+  SecretBytes platform_secret;  // what the platform's own processes show the IMDS endpoint
+  storage::MetadataStore* metadata = nullptr;
+  identity::Directory* directory = nullptr;
+  identity::Authorizer* authorizer = nullptr;
+
+  // Set once the server listens (they need its port), before `ready`.
+  std::string base_url;  // https://HOST:PORT as clients reach the server
+  std::unique_ptr<identity::TokenIssuer> issuer;
+  std::unique_ptr<identity::TokenVerifier> verifier;
+  http::Metrics* metrics = nullptr;
+  std::atomic<bool> ready{false};
+
+  std::string Audience(identity::Service service) const;
+  // "https://vault.DOMAIN:PORT": the resource the key vault's 401 challenge names.
+  std::string VaultChallengeResource() const;
+};
+
+// A handler's first step: either the verified caller or the response to send.
+using AuthResult = std::variant<identity::Caller, http::Response>;
+
+// Verifies the bearer token for the control plane (audience https://management.DOMAIN).
+// Failure: 401 with ARM's codes (AuthenticationFailed, InvalidAuthenticationToken,
+// ExpiredAuthenticationToken) and a WWW-Authenticate naming the authority.
+AuthResult AuthenticateManagement(const Services& services, const http::Request& request);
+
+// Verifies the bearer token for the key vault data plane. Failure: 401 Unauthorized with
+//   WWW-Authenticate: Bearer authorization="{base_url}/{tenant}",
+//   resource="https://vault.DOMAIN:PORT"
+AuthResult AuthenticateVault(const Services& services, const http::Request& request);
+
+// 400 MissingApiVersionParameter when the request has no api-version.
+std::optional<http::Response> RequireApiVersion(const http::Request& request);
+
+// 403 AuthorizationFailed (ARM's message, naming the caller, the action and the scope) unless
+// the caller may perform `action` on `scope`; 503 when the decision cannot be made.
+std::optional<http::Response> Authorize(const Services& services, const identity::Caller& caller,
+                                        std::string_view scope, std::string_view action);
+
+// The response for an unexpected internal failure: logged with the request id, answered with
+// a generic 500 (or 503 for Unavailable) that names no internals.
+http::Response InternalFailure(const http::Request& request, const Status& status);
+
+// Registers every route of this release.
+void AddIdentityRoutes(http::Router& router, std::shared_ptr<Services> services);
+void AddManagementRoutes(http::Router& router, std::shared_ptr<Services> services);
+void AddVaultRoutes(http::Router& router, std::shared_ptr<Services> services);
+
+}  // namespace keyfoundry::server
+
+#endif  // KEYFOUNDRY_SERVER_SERVICES_H_

@@ -1,0 +1,755 @@
+// The HTTPS server over real TLS on a free port: round trips with the client, and raw TLS and
+// TCP sockets for what a well-behaved client never does (old TLS versions, oversized or
+// malformed requests, slow or idle or too many connections). Timeouts are shortened to about a
+// second so each test stays within a few seconds.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "crypto/ossl_ptr.h"
+#include "crypto/x509.h"
+#include "http/client.h"
+#include "http/router.h"
+#include "http/server.h"
+
+namespace keyfoundry::http {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+using SslCtxPtr = std::unique_ptr<SSL_CTX, crypto::OsslFree<&SSL_CTX_free>>;
+using SslPtr = std::unique_ptr<SSL, crypto::OsslFree<&SSL_free>>;
+
+constexpr size_t kEchoLimit = 1024;
+
+// Polls `condition` every 10 ms for up to `timeout`: for state the test can only observe.
+bool Eventually(const std::function<bool()>& condition, milliseconds timeout = seconds(3)) {
+  const auto deadline = Clock::now() + timeout;
+  while (!condition()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return true;
+}
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// A TCP connection to 127.0.0.1:port; -1 when refused.
+int ConnectTcp(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// True when the peer closes `fd` (end of stream or reset) within `timeout`.
+bool TcpClosedWithin(int fd, milliseconds timeout) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+  char c;
+  return ::recv(fd, &c, 1, 0) <= 0;
+}
+
+struct RawResponse {
+  int status = 0;
+  std::string head;  // status line and headers
+  std::string body;
+};
+
+// A TLS connection driven byte by byte with OpenSSL, on a non-blocking socket.
+class RawTls {
+ public:
+  struct Options {
+    int min_version = TLS1_2_VERSION;
+    int max_version = TLS1_3_VERSION;
+    const char* tls12_ciphers = nullptr;  // OpenSSL's default when null
+  };
+
+  // Connects and handshakes (trusting `ca_pem`); null with *error set on failure.
+  static std::unique_ptr<RawTls> Connect(uint16_t port, const std::string& ca_pem,
+                                         const Options& options, std::string* error) {
+    auto tls = std::unique_ptr<RawTls>(new RawTls);
+    tls->ctx_.reset(SSL_CTX_new(TLS_client_method()));
+    SSL_CTX* ctx = tls->ctx_.get();
+    SSL_CTX_set_min_proto_version(ctx, options.min_version);
+    SSL_CTX_set_max_proto_version(ctx, options.max_version);
+    if (options.tls12_ciphers != nullptr) SSL_CTX_set_cipher_list(ctx, options.tls12_ciphers);
+    BIO* bio = BIO_new_mem_buf(ca_pem.data(), static_cast<int>(ca_pem.size()));
+    X509* ca = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca);
+    X509_free(ca);
+    BIO_free(bio);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+
+    tls->fd_ = ConnectTcp(port);
+    if (tls->fd_ < 0) {
+      *error = "connection refused";
+      return nullptr;
+    }
+    ::fcntl(tls->fd_, F_SETFL, ::fcntl(tls->fd_, F_GETFL) | O_NONBLOCK);
+    tls->ssl_.reset(SSL_new(ctx));
+    SSL_set_fd(tls->ssl_.get(), tls->fd_);
+    SSL_set_tlsext_host_name(tls->ssl_.get(), "localhost");
+    SSL_set1_host(tls->ssl_.get(), "localhost");
+    const auto deadline = Clock::now() + seconds(5);
+    while (true) {
+      ERR_clear_error();
+      const int r = SSL_connect(tls->ssl_.get());
+      if (r == 1) return tls;
+      if (!tls->Wait(SSL_get_error(tls->ssl_.get(), r), deadline)) {
+        const unsigned long e = ERR_get_error();
+        *error = e != 0 ? ERR_reason_error_string(e) : "handshake failed";
+        return nullptr;
+      }
+    }
+  }
+
+  ~RawTls() {
+    ssl_.reset();
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  std::string version() const { return SSL_get_version(ssl_.get()); }
+
+  bool Write(std::string_view data) {
+    const auto deadline = Clock::now() + seconds(5);
+    while (!data.empty()) {
+      const int r = SSL_write(ssl_.get(), data.data(), static_cast<int>(data.size()));
+      if (r > 0) {
+        data.remove_prefix(static_cast<size_t>(r));
+      } else if (!Wait(SSL_get_error(ssl_.get(), r), deadline)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Bytes read (> 0), 0 when the connection was closed, -1 on timeout.
+  int ReadSome(char* buf, int size, Clock::time_point deadline) {
+    while (true) {
+      const int r = SSL_read(ssl_.get(), buf, size);
+      if (r > 0) return r;
+      const int err = SSL_get_error(ssl_.get(), r);
+      if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) return 0;
+      if (!Wait(err, deadline)) return -1;
+    }
+  }
+
+  // True when the server closes the connection within `timeout` (anything it sends first is
+  // discarded).
+  bool ClosedWithin(milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    char buf[4096];
+    while (true) {
+      const int n = ReadSome(buf, sizeof(buf), deadline);
+      if (n == 0) return true;
+      if (n < 0) return false;
+    }
+  }
+
+  // Reads one response with a Content-Length body; status 0 if the connection ended first.
+  RawResponse ReadResponse(milliseconds timeout = seconds(5)) {
+    const auto deadline = Clock::now() + timeout;
+    RawResponse response;
+    size_t head_end;
+    while ((head_end = pending_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill(deadline)) return response;
+    }
+    response.head = pending_.substr(0, head_end + 2);
+    pending_.erase(0, head_end + 4);
+    response.status = std::stoi(response.head.substr(9, 3));
+    size_t length = 0;
+    if (auto at = Lower(response.head).find("content-length: "); at != std::string::npos) {
+      length = std::stoul(response.head.substr(at + 16));
+    }
+    while (pending_.size() < length) {
+      if (!Fill(deadline)) return RawResponse();
+    }
+    response.body = pending_.substr(0, length);
+    pending_.erase(0, length);
+    return response;
+  }
+
+ private:
+  RawTls() = default;
+
+  static std::string Lower(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  }
+
+  bool Fill(Clock::time_point deadline) {
+    char buf[16384];
+    const int n = ReadSome(buf, sizeof(buf), deadline);
+    if (n <= 0) return false;
+    pending_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+
+  // Waits for the socket as OpenSSL asks; false on another error or at the deadline.
+  bool Wait(int ssl_error, Clock::time_point deadline) {
+    if (ssl_error != SSL_ERROR_WANT_READ && ssl_error != SSL_ERROR_WANT_WRITE) return false;
+    const auto left = std::chrono::ceil<milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{fd_, static_cast<short>(ssl_error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT), 0};
+    return ::poll(&p, 1, static_cast<int>(left)) == 1;
+  }
+
+  SslCtxPtr ctx_;
+  SslPtr ssl_;
+  int fd_ = -1;
+  std::string pending_;
+};
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto ca = crypto::GenerateCa("keyfoundry test CA");
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    auto leaf = crypto::IssueServerCertificate(*ca, "localhost", {"localhost", "*.vault.localhost"},
+                                               {"127.0.0.1", "::1"});
+    ASSERT_TRUE(leaf.ok()) << leaf.status();
+    ca_ = new crypto::CertificateAndKey(*std::move(ca));
+    leaf_ = new crypto::CertificateAndKey(*std::move(leaf));
+  }
+  static void TearDownTestSuite() {
+    delete ca_;
+    delete leaf_;
+  }
+
+  void SetUp() override {
+    router_ = std::make_shared<Router>();
+    router_->Add("GET", "*", "/hello", [](Request&) { return Text(200, "hello"); });
+    router_->Add("GET", "{vault}.vault.localhost", "/keys/{name}", [](Request& r) {
+      return Json(200, {{"vault", r.params.at("vault")},
+                        {"name", r.params.at("name")},
+                        {"host", r.host},
+                        {"path", r.path},
+                        {"target", r.target},
+                        {"query", r.query},
+                        {"remote", r.remote_address},
+                        {"request_id", r.request_id},
+                        {"header", r.Header("X-CUSTOM").value_or("")}});
+    });
+    router_->Add("POST", "*", "/echo", [](Request& r) { return Text(200, r.body); },
+                 {.max_body_bytes = kEchoLimit});
+    router_->Add("POST", "*", "/echo-large", [](Request& r) { return Text(200, r.body); });
+    router_->Add("DELETE", "*", "/hello", [](Request&) { return Text(204, "", ""); });
+    router_->Add("GET", "*", "/throw",
+                 [](Request&) -> Response { throw std::runtime_error("internal detail"); });
+    router_->Add("GET", "*", "/bad-header", [](Request&) {
+      Response r = Text(200, "x");
+      r.headers.emplace_back("X-Split", "a\r\nSet-Cookie: evil=1");
+      return r;
+    });
+    router_->Add("GET", "*", "/slow", [this](Request&) {
+      slow_entered_.set_value();
+      std::this_thread::sleep_for(milliseconds(300));
+      return Text(200, "slow");
+    });
+  }
+
+  // Starts a server on 127.0.0.1:0 with `adjust` applied to the default options.
+  void StartServer(const std::function<void(ServerOptions&)>& adjust = {}) {
+    ServerOptions options;
+    options.certificate_pem = leaf_->certificate_pem;
+    options.private_key_pem = leaf_->private_key_pem.Clone();
+    if (adjust) adjust(options);
+    auto server = HttpsServer::Start(std::move(options), router_);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+  }
+
+  ClientRequest Req(std::string method, std::string path) {
+    ClientRequest r;
+    r.method = std::move(method);
+    r.url = "https://127.0.0.1:" + std::to_string(server_->port()) + path;
+    r.ca_pem = ca_->certificate_pem;
+    r.timeout = seconds(5);
+    return r;
+  }
+
+  ClientResponse Send(const ClientRequest& request) {
+    auto response = HttpsRequest(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *std::move(response) : ClientResponse();
+  }
+
+  std::unique_ptr<RawTls> Raw(const RawTls::Options& options = {}) {
+    std::string error;
+    auto tls = RawTls::Connect(server_->port(), ca_->certificate_pem, options, &error);
+    EXPECT_NE(tls, nullptr) << error;
+    return tls;
+  }
+
+  static nlohmann::json ErrorOf(const ClientResponse& r) {
+    return nlohmann::json::parse(r.body, nullptr, false)["error"];
+  }
+
+  static inline crypto::CertificateAndKey* ca_ = nullptr;
+  static inline crypto::CertificateAndKey* leaf_ = nullptr;
+  std::shared_ptr<Router> router_;
+  std::promise<void> slow_entered_;
+  std::unique_ptr<HttpsServer> server_;
+};
+
+TEST_F(HttpServerTest, RoundTripCarriesRequestIdsAndEchoesTheClientRequestId) {
+  StartServer();
+  ClientRequest request = Req("GET", "/hello");
+  request.headers = {{"x-ms-client-request-id", "client-id-1"}};
+  const ClientResponse a = Send(request);
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.body, "hello");
+  EXPECT_EQ(a.Header("content-type"), "text/plain; charset=utf-8");
+  EXPECT_EQ(a.Header("X-Content-Type-Options"), "nosniff");
+  EXPECT_EQ(a.Header("x-ms-client-request-id"), "client-id-1");
+  ASSERT_TRUE(a.Header("x-ms-request-id").has_value());
+  EXPECT_EQ(a.Header("x-ms-request-id")->size(), 36u);
+  EXPECT_TRUE(a.Header("date").has_value());
+
+  const ClientResponse b = Send(Req("GET", "/hello"));
+  EXPECT_FALSE(b.Header("x-ms-client-request-id").has_value());
+  EXPECT_NE(a.Header("x-ms-request-id"), b.Header("x-ms-request-id"));
+
+  const ClientResponse deleted = Send(Req("DELETE", "/hello"));
+  EXPECT_EQ(deleted.status, 204);
+  EXPECT_EQ(deleted.body, "");
+
+  // A body of exactly the default limit, in many TLS records.
+  ClientRequest large = Req("POST", "/echo-large");
+  large.body = std::string(kDefaultMaxBodyBytes, 'x');
+  EXPECT_EQ(Send(large).body.size(), kDefaultMaxBodyBytes);
+}
+
+TEST_F(HttpServerTest, VaultHostRouteSeesHostParamsDecodedQueryAndPeer) {
+  StartServer();
+  ClientRequest request = Req("GET", "");
+  request.url = "https://MyVault.vault.localhost:" + std::to_string(server_->port()) +
+                "/keys/k%201/?api-version=7.4&x=a+b%26c";
+  request.connect_address = "127.0.0.1";
+  request.headers = {{"x-custom", "v"}};
+  const ClientResponse response = Send(request);
+  ASSERT_EQ(response.status, 200) << response.body;
+  const auto body = nlohmann::json::parse(response.body);
+  EXPECT_EQ(body["vault"], "myvault");
+  EXPECT_EQ(body["name"], "k 1");
+  EXPECT_EQ(body["host"], "myvault.vault.localhost");
+  EXPECT_EQ(body["path"], "/keys/k%201/");
+  EXPECT_EQ(body["target"], "/keys/k%201/?api-version=7.4&x=a+b%26c");
+  EXPECT_EQ(body["query"], (nlohmann::json{{"api-version", "7.4"}, {"x", "a b&c"}}));
+  EXPECT_EQ(body["remote"], "127.0.0.1");
+  EXPECT_EQ(body["request_id"], *response.Header("x-ms-request-id"));
+  EXPECT_EQ(body["header"], "v");
+}
+
+TEST_F(HttpServerTest, ErrorsUseTheAzureEnvelope) {
+  StartServer();
+  const ClientResponse not_found = Send(Req("GET", "/nothing"));
+  EXPECT_EQ(not_found.status, 404);
+  EXPECT_EQ(ErrorOf(not_found)["code"], "NotFound");
+  EXPECT_TRUE(not_found.Header("x-ms-request-id").has_value());
+  EXPECT_EQ(not_found.Header("content-type"), "application/json; charset=utf-8");
+
+  const ClientResponse not_allowed = Send(Req("PUT", "/hello"));
+  EXPECT_EQ(not_allowed.status, 405);
+  EXPECT_EQ(ErrorOf(not_allowed)["code"], "MethodNotAllowed");
+  EXPECT_EQ(not_allowed.Header("allow"), "DELETE, GET");
+
+  // The vault route exists only on vault hosts.
+  EXPECT_EQ(Send(Req("GET", "/keys/k1")).status, 404);
+
+  const ClientResponse bad_query = Send(Req("GET", "/hello?a=1&a=2"));
+  EXPECT_EQ(bad_query.status, 400);
+  EXPECT_EQ(ErrorOf(bad_query)["code"], "BadRequest");
+  EXPECT_EQ(Send(Req("GET", "/hello?a=%zz")).status, 400);
+  EXPECT_EQ(Send(Req("GET", "/a/../hello")).status, 400);
+  EXPECT_EQ(Send(Req("GET", "/hello?a=1&a=1")).status, 200);
+
+  const ClientResponse thrown = Send(Req("GET", "/throw"));
+  EXPECT_EQ(thrown.status, 500);
+  EXPECT_EQ(ErrorOf(thrown)["code"], "InternalServerError");
+  EXPECT_EQ(thrown.body.find("internal detail"), std::string::npos);
+
+  const ClientResponse split = Send(Req("GET", "/bad-header"));
+  EXPECT_EQ(split.status, 500);
+  EXPECT_FALSE(split.Header("set-cookie").has_value());
+}
+
+TEST_F(HttpServerTest, OnlyTls12AndTls13WithModernSuitesAreAccepted) {
+  StartServer();
+  auto tls12 = Raw({.min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION});
+  ASSERT_NE(tls12, nullptr);
+  EXPECT_EQ(tls12->version(), "TLSv1.2");
+  auto tls13 = Raw({.min_version = TLS1_3_VERSION, .max_version = TLS1_3_VERSION});
+  ASSERT_NE(tls13, nullptr);
+  EXPECT_EQ(tls13->version(), "TLSv1.3");
+  auto preferred = Raw();
+  ASSERT_NE(preferred, nullptr);
+  EXPECT_EQ(preferred->version(), "TLSv1.3");
+
+  // TLS 1.1 (the client allows it at security level 0): the server answers with an alert.
+  std::string error;
+  EXPECT_EQ(RawTls::Connect(server_->port(), ca_->certificate_pem,
+                            {.min_version = TLS1_1_VERSION,
+                             .max_version = TLS1_1_VERSION,
+                             .tls12_ciphers = "DEFAULT:@SECLEVEL=0"},
+                            &error),
+            nullptr);
+  EXPECT_NE(error.find("protocol version"), std::string::npos) << error;
+  // TLS 1.2 with a CBC suite only, or without forward secrecy.
+  for (const char* suites : {"ECDHE-ECDSA-AES128-SHA256", "AES128-GCM-SHA256"}) {
+    EXPECT_EQ(
+        RawTls::Connect(
+            server_->port(), ca_->certificate_pem,
+            {.min_version = TLS1_2_VERSION, .max_version = TLS1_2_VERSION, .tls12_ciphers = suites},
+            &error),
+        nullptr)
+        << suites;
+    EXPECT_NE(error.find("handshake failure"), std::string::npos) << error;
+  }
+  // The server still serves.
+  EXPECT_EQ(Send(Req("GET", "/hello")).status, 200);
+}
+
+TEST_F(HttpServerTest, ClientRefusesAnUntrustedOrMisnamedCertificate) {
+  StartServer();
+  ClientRequest other_ca = Req("GET", "/hello");
+  other_ca.ca_pem = crypto::GenerateCa("another CA")->certificate_pem;
+  auto response = HttpsRequest(other_ca);
+  EXPECT_EQ(response.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(response.status().message().find("certificate verify failed"), std::string::npos)
+      << response.status();
+
+  ClientRequest misnamed = Req("GET", "/hello");
+  misnamed.url = "https://evil.localhost:" + std::to_string(server_->port()) + "/hello";
+  misnamed.connect_address = "127.0.0.1";
+  EXPECT_EQ(HttpsRequest(misnamed).status().code(), StatusCode::kUnavailable);
+
+  ClientRequest by_ip = Req("GET", "/hello");
+  by_ip.url = "https://[::1]:" + std::to_string(server_->port()) + "/hello";
+  by_ip.connect_address = "127.0.0.1";  // the server listens on IPv4; the name is checked
+  EXPECT_EQ(Send(by_ip).status, 200);
+}
+
+TEST_F(HttpServerTest, OversizedHeaderGets431) {
+  StartServer();
+  ClientRequest request = Req("GET", "/hello");
+  request.headers = {{"x-big", std::string(20 * 1024, 'a')}};
+  const ClientResponse response = Send(request);
+  EXPECT_EQ(response.status, 431);
+  EXPECT_EQ(ErrorOf(response)["code"], "RequestHeaderFieldsTooLarge");
+  EXPECT_EQ(response.Header("connection"), "close");
+
+  request.headers = {{"x-big", std::string(15 * 1024, 'a')}};
+  EXPECT_EQ(Send(request).status, 200);
+}
+
+TEST_F(HttpServerTest, BodyOverTheRouteLimitGets413WhileOthersAreServed) {
+  StartServer();
+  HttpsClient other;  // a connection of its own, kept alive throughout
+  ClientRequest small = Req("POST", "/echo");
+  small.body = std::string(kEchoLimit, 's');
+  ASSERT_EQ(other.Send(small)->status, 200);
+
+  // Content-Length over the limit: refused before the body is read.
+  ClientRequest big = Req("POST", "/echo");
+  big.body = std::string(kEchoLimit + 1, 'b');
+  const ClientResponse refused = Send(big);
+  EXPECT_EQ(refused.status, 413);
+  EXPECT_EQ(ErrorOf(refused)["code"], "RequestBodyTooLarge");
+
+  // Content-Length of 100 MiB with no body sent: answered at once.
+  auto raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  ASSERT_TRUE(
+      raw->Write("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 104857600\r\n\r\n"));
+  EXPECT_EQ(raw->ReadResponse().status, 413);
+  EXPECT_TRUE(raw->ClosedWithin(seconds(2)));
+
+  // Chunked: refused once the limit is crossed.
+  auto chunked = Raw();
+  ASSERT_NE(chunked, nullptr);
+  ASSERT_TRUE(chunked->Write(
+      "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  const std::string chunk = "200\r\n" + std::string(0x200, 'c') + "\r\n";
+  ASSERT_TRUE(chunked->Write(chunk + chunk + chunk));
+  EXPECT_EQ(chunked->ReadResponse().status, 413);
+
+  // A chunked body within the limit is fine, and the other connection never noticed.
+  auto fine = Raw();
+  ASSERT_NE(fine, nullptr);
+  ASSERT_TRUE(
+      fine->Write("POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: "
+                  "chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+  const RawResponse echoed = fine->ReadResponse();
+  EXPECT_EQ(echoed.status, 200);
+  EXPECT_EQ(echoed.body, "hello");
+  EXPECT_EQ(other.Send(small)->status, 200);
+}
+
+TEST_F(HttpServerTest, ExpectContinueIsAnsweredBeforeTheBody) {
+  StartServer();
+  auto raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  ASSERT_TRUE(
+      raw->Write("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+                 "Expect: 100-continue\r\n\r\n"));
+  EXPECT_EQ(raw->ReadResponse().status, 100);
+  ASSERT_TRUE(raw->Write("hello"));
+  const RawResponse response = raw->ReadResponse();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, "hello");
+
+  // Over the limit: 413 instead of 100.
+  ASSERT_TRUE(
+      raw->Write("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n"
+                 "Expect: 100-continue\r\n\r\n"));
+  EXPECT_EQ(raw->ReadResponse().status, 413);
+}
+
+TEST_F(HttpServerTest, MalformedRequestsGet400AndTheConnectionIsClosed) {
+  StartServer();
+  const char* malformed[] = {
+      "GARBAGE\r\n\r\n",
+      "GET /hello HTTP/1.1\r\nHost: localhost\r\nno colon here\r\n\r\n",
+      "GET /hello HTTP/9.9\r\nHost: localhost\r\n\r\n",
+      "GET /hello HTTP/1.1\r\n\r\n",                        // no Host
+      "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",  // two Hosts
+      "GET /hello HTTP/1.1\r\nHost: bad/host\r\n\r\n",      // invalid Host
+      "GET hello HTTP/1.1\r\nHost: localhost\r\n\r\n",      // not origin-form
+      "GET /hello%zz HTTP/1.1\r\nHost: localhost\r\n\r\n",  // bad escape
+      "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n",
+      "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+  };
+  for (const char* request : malformed) {
+    auto raw = Raw();
+    ASSERT_NE(raw, nullptr);
+    ASSERT_TRUE(raw->Write(request));
+    const RawResponse response = raw->ReadResponse();
+    EXPECT_EQ(response.status, 400) << request;
+    EXPECT_NE(response.body.find(R"("code":"BadRequest")"), std::string::npos) << response.body;
+    EXPECT_NE(response.head.find("x-ms-request-id: "), std::string::npos);
+    EXPECT_TRUE(raw->ClosedWithin(seconds(2))) << request;
+  }
+  EXPECT_EQ(Send(Req("GET", "/hello")).status, 200);
+}
+
+TEST_F(HttpServerTest, KeepAliveServesPipelinedRequestsThenIdleTimeoutCloses) {
+  StartServer([](ServerOptions& o) { o.idle_timeout = seconds(1); });
+  auto raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  const std::string get = "GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  ASSERT_TRUE(raw->Write(get + get));  // pipelined
+  EXPECT_EQ(raw->ReadResponse().body, "hello");
+  EXPECT_EQ(raw->ReadResponse().body, "hello");
+  ASSERT_TRUE(raw->Write(get));
+  EXPECT_EQ(raw->ReadResponse().body, "hello");
+  const auto idle_since = Clock::now();
+  EXPECT_TRUE(raw->ClosedWithin(seconds(3)));
+  EXPECT_GT(SecondsSince(idle_since), 0.8);
+}
+
+TEST_F(HttpServerTest, PersistentClientReusesItsConnectionAndSurvivesAnIdleClose) {
+  StartServer([](ServerOptions& o) { o.idle_timeout = milliseconds(500); });
+  HttpsClient client;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(client.Send(Req("GET", "/hello"))->status, 200);
+  EXPECT_EQ(server_->metrics().open_connections(), 1);
+  // The server closes the idle connection; the next request, even a POST, reconnects.
+  ASSERT_TRUE(Eventually([&] { return server_->metrics().open_connections() == 0; }));
+  ClientRequest post = Req("POST", "/echo");
+  post.body = "again";
+  auto response = client.Send(post);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->body, "again");
+}
+
+TEST_F(HttpServerTest, SlowClientIsDroppedAfterTheReadTimeoutWhileOthersAreServed) {
+  StartServer([](ServerOptions& o) { o.read_timeout = seconds(1); });
+  auto slow = Raw();
+  ASSERT_NE(slow, nullptr);
+  const auto start = Clock::now();
+  ASSERT_TRUE(slow->Write("GET /hello HTTP/1.1\r\nHost: localhost\r\n"));
+  // Dribble a header byte every 100 ms: activity does not extend the deadline.
+  bool closed = false;
+  int served = 0;
+  while (!closed && SecondsSince(start) < 4) {
+    if (!slow->Write("x")) break;
+    closed = slow->ClosedWithin(milliseconds(100));
+    if (served < 3 && Send(Req("GET", "/hello")).status == 200) ++served;
+  }
+  const double elapsed = SecondsSince(start);
+  EXPECT_TRUE(closed || !slow->Write("x"));
+  EXPECT_GT(elapsed, 0.8);
+  EXPECT_LT(elapsed, 2.5);
+  EXPECT_EQ(served, 3);
+
+  // A connection that never sends a request, and one that never finishes the handshake.
+  auto silent = Raw();
+  ASSERT_NE(silent, nullptr);
+  EXPECT_TRUE(silent->ClosedWithin(seconds(3)));
+  int tcp = ConnectTcp(server_->port());
+  ASSERT_GE(tcp, 0);
+  EXPECT_FALSE(TcpClosedWithin(tcp, milliseconds(300)));  // handshake_timeout is 10 s
+  ::close(tcp);
+}
+
+TEST_F(HttpServerTest, UnfinishedHandshakeIsDroppedAfterTheHandshakeTimeout) {
+  StartServer([](ServerOptions& o) { o.handshake_timeout = seconds(1); });
+  int tcp = ConnectTcp(server_->port());
+  ASSERT_GE(tcp, 0);
+  const auto start = Clock::now();
+  EXPECT_TRUE(TcpClosedWithin(tcp, seconds(3)));
+  EXPECT_GT(SecondsSince(start), 0.8);
+  ::close(tcp);
+}
+
+TEST_F(HttpServerTest, ConnectionsBeyondTheLimitAreRefusedAndServiceResumes) {
+  constexpr int kMax = 8;
+  StartServer([](ServerOptions& o) { o.max_connections = kMax; });
+  std::vector<std::unique_ptr<RawTls>> open;
+  const std::string get = "GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  for (int i = 0; i < kMax; ++i) {
+    open.push_back(Raw());
+    ASSERT_NE(open.back(), nullptr);
+    ASSERT_TRUE(open.back()->Write(get));
+    ASSERT_EQ(open.back()->ReadResponse().status, 200);
+  }
+  // A flood of new connections: each is closed at once, before any TLS.
+  std::vector<int> flood;
+  for (int i = 0; i < 3 * kMax; ++i) {
+    const int fd = ConnectTcp(server_->port());
+    ASSERT_GE(fd, 0);
+    flood.push_back(fd);
+  }
+  for (int fd : flood) {
+    EXPECT_TRUE(TcpClosedWithin(fd, seconds(2)));
+    ::close(fd);
+  }
+  EXPECT_EQ(server_->metrics().open_connections(), kMax);
+  EXPECT_NE(server_->metrics().Render().find("kf_http_connections_refused_total 24\n"),
+            std::string::npos);
+  // The open connections keep working.
+  for (auto& c : open) {
+    ASSERT_TRUE(c->Write(get));
+    EXPECT_EQ(c->ReadResponse().status, 200);
+  }
+  // Once some close, new connections are served.
+  open.resize(kMax / 2);
+  ASSERT_TRUE(Eventually([&] { return server_->metrics().open_connections() == kMax / 2; }));
+  EXPECT_EQ(Send(Req("GET", "/hello")).status, 200);
+}
+
+TEST_F(HttpServerTest, StopDrainsARequestInProgressThenRefusesConnections) {
+  StartServer();
+  auto idle = Raw();
+  ASSERT_NE(idle, nullptr);
+  auto slow = std::async(std::launch::async, [&] { return HttpsRequest(Req("GET", "/slow")); });
+  ASSERT_EQ(slow_entered_.get_future().wait_for(seconds(5)), std::future_status::ready);
+
+  const auto start = Clock::now();
+  server_->Stop(seconds(5));
+  EXPECT_LT(SecondsSince(start), 2.0);
+  auto response = slow.get();
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(response->body, "slow");
+  EXPECT_EQ(response->Header("connection"), "close");
+  EXPECT_TRUE(idle->ClosedWithin(seconds(1)));
+  EXPECT_LT(ConnectTcp(server_->port()), 0);
+  server_->Stop(seconds(5));  // idempotent
+}
+
+TEST_F(HttpServerTest, StopEndsWhenTheDrainTimeIsOver) {
+  StartServer();
+  auto slow = std::async(std::launch::async, [&] { return HttpsRequest(Req("GET", "/slow")); });
+  ASSERT_EQ(slow_entered_.get_future().wait_for(seconds(5)), std::future_status::ready);
+  const auto start = Clock::now();
+  server_->Stop(milliseconds(50));
+  // The handler cannot be interrupted; Stop waits for it (300 ms), not for the client.
+  EXPECT_LT(SecondsSince(start), 1.5);
+  (void)slow.get();
+}
+
+TEST_F(HttpServerTest, MetricsCountRequestsByRouteMethodAndStatus) {
+  // As keyfoundryd does: the metrics exist before the server, so a route can render them.
+  auto metrics = std::make_shared<Metrics>();
+  router_->Add("GET", "*", "/metrics", [metrics](struct Request&) {
+    return Text(200, metrics->Render(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  StartServer([&](ServerOptions& o) { o.metrics = metrics; });
+  EXPECT_EQ(&server_->metrics(), metrics.get());
+  Send(Req("GET", "/hello"));
+  Send(Req("GET", "/hello"));
+  Send(Req("GET", "/nothing"));
+  ClientRequest post = Req("POST", "/echo");
+  post.body = "x";
+  Send(post);
+  const ClientResponse response = Send(Req("GET", "/metrics"));
+  EXPECT_EQ(response.status, 200);
+  const std::string& text = response.body;
+  EXPECT_NE(text.find(R"(kf_http_requests_total{route="/hello",method="GET",status="200"} 2)"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find(R"(kf_http_requests_total{route="unmatched",method="GET",status="404"} 1)"),
+            std::string::npos);
+  EXPECT_NE(text.find(R"(kf_http_requests_total{route="/echo",method="POST",status="200"} 1)"),
+            std::string::npos);
+  EXPECT_NE(text.find(R"(kf_http_request_duration_seconds_count{route="/hello"} 2)"),
+            std::string::npos);
+  EXPECT_NE(text.find("kf_http_open_connections 1\n"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, StartRefusesBadOptionsOrAKeyThatDoesNotMatchTheCertificate) {
+  ServerOptions options;
+  options.certificate_pem = leaf_->certificate_pem;
+  options.private_key_pem = ca_->private_key_pem.Clone();
+  EXPECT_EQ(HttpsServer::Start(std::move(options), router_).status().code(),
+            StatusCode::kInvalidArgument);
+  ServerOptions no_cert;
+  EXPECT_EQ(HttpsServer::Start(std::move(no_cert), router_).status().code(),
+            StatusCode::kInvalidArgument);
+  ServerOptions no_timeout;
+  no_timeout.certificate_pem = leaf_->certificate_pem;
+  no_timeout.private_key_pem = leaf_->private_key_pem.Clone();
+  no_timeout.read_timeout = milliseconds(0);
+  EXPECT_EQ(HttpsServer::Start(std::move(no_timeout), router_).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST_F(HttpServerTest, StartFailsWhenThePortIsTaken) {
+  StartServer();
+  ServerOptions options;
+  options.certificate_pem = leaf_->certificate_pem;
+  options.private_key_pem = leaf_->private_key_pem.Clone();
+  options.listen_port = server_->port();
+  EXPECT_EQ(HttpsServer::Start(std::move(options), router_).status().code(),
+            StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace keyfoundry::http

@@ -1,0 +1,127 @@
+// Test-only: runs the real keyfoundryd binary on a free port with a fresh data directory, and
+// calls it over HTTPS as a client would. Used by the integration tests.
+#ifndef KEYFOUNDRY_TESTS_SUPPORT_KEYFOUNDRYD_PROCESS_H_
+#define KEYFOUNDRY_TESTS_SUPPORT_KEYFOUNDRYD_PROCESS_H_
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/file_util.h"
+#include "http/client.h"
+#include "support/test_util.h"
+
+namespace keyfoundry::testutil {
+
+class KeyfoundrydProcess {
+ public:
+  // Starts `binary` with `env` added to the environment; waits (up to 20 s) for DIR/port.
+  // The admin password is fixed so tests can sign in.
+  explicit KeyfoundrydProcess(const std::string& binary,
+                              std::map<std::string, std::string> env = {})
+      : data_(dir_.path() + "/data") {
+    env["KEYFOUNDRY_ADMIN_PASSWORD"] = kAdminPassword;
+    const std::string log = dir_.path() + "/stderr.log";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(fd, STDERR_FILENO);
+      int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, STDOUT_FILENO);
+      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+      ::execl(binary.c_str(), binary.c_str(), "serve", "--data-dir", data_.c_str(), "--listen",
+              "127.0.0.1:0", static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    for (int i = 0; i < 400 && port_ == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      StatusOr<std::string> port = ReadFile(data_ + "/port");
+      if (port.ok() && !port->empty()) port_ = static_cast<uint16_t>(std::stoi(*port));
+    }
+    if (port_ == 0) ADD_FAILURE() << "keyfoundryd did not start: " << Log();
+    ca_ = ReadFile(data_ + "/tls/ca.pem").value_or("");
+    tenant_ = Trim(ReadFile(data_ + "/tenant-id").value_or(""));
+    subscription_ = Trim(ReadFile(data_ + "/subscription-id").value_or(""));
+  }
+
+  ~KeyfoundrydProcess() { Stop(); }
+
+  // SIGTERM, then the exit status (as waitpid gives it).
+  int Stop() {
+    if (pid_ <= 0) return status_;
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, &status_, 0);
+    pid_ = -1;
+    return status_;
+  }
+
+  std::string Log() const { return ReadFile(dir_.path() + "/stderr.log").value_or(""); }
+
+  uint16_t port() const { return port_; }
+  const std::string& data_dir() const { return data_; }
+  const std::string& ca_pem() const { return ca_; }
+  const std::string& tenant() const { return tenant_; }
+  const std::string& subscription() const { return subscription_; }
+  std::string base_url() const { return "https://127.0.0.1:" + std::to_string(port_); }
+  // The URL of vault `name`'s data plane (connect to 127.0.0.1 whatever it resolves to).
+  std::string vault_url(const std::string& name) const {
+    return "https://" + name + ".vault.localhost:" + std::to_string(port_);
+  }
+
+  // One HTTPS request: `url` is a full URL, or a path on the base URL.
+  http::ClientResponse Call(const std::string& method, const std::string& url,
+                            std::vector<std::pair<std::string, std::string>> headers = {},
+                            const std::string& body = "") const {
+    http::ClientRequest request;
+    request.method = method;
+    request.url = url.rfind("https://", 0) == 0 ? url : base_url() + url;
+    request.headers = std::move(headers);
+    request.body = body;
+    request.ca_pem = ca_;
+    request.connect_address = "127.0.0.1";
+    request.timeout = std::chrono::seconds(10);
+    StatusOr<http::ClientResponse> response = http::HttpsRequest(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *std::move(response) : http::ClientResponse{};
+  }
+
+  // A token from the password or client_credentials grant for `scope`.
+  std::string Token(const std::string& form) const {
+    http::ClientResponse r = Call("POST", "/" + tenant_ + "/oauth2/v2.0/token",
+                                  {{"Content-Type", "application/x-www-form-urlencoded"}}, form);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return nlohmann::json::parse(r.body, nullptr, false).value("access_token", "");
+  }
+  std::string AdminToken(const std::string& resource = "management") const {
+    return Token("grant_type=password&username=admin&password=" + std::string(kAdminPassword) +
+                 "&scope=https%3A%2F%2F" + resource + ".localhost%2F.default");
+  }
+
+  static constexpr const char* kAdminPassword = "correct-horse-battery-staple";
+
+ private:
+  static std::string Trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+
+  ScopedTempDir dir_;
+  std::string data_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+  uint16_t port_ = 0;
+  std::string ca_, tenant_, subscription_;
+};
+
+}  // namespace keyfoundry::testutil
+
+#endif  // KEYFOUNDRY_TESTS_SUPPORT_KEYFOUNDRYD_PROCESS_H_
