@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/encoding.h"
+#include "common/strings.h"
 #include "crypto/hash_algorithm.h"
 #include "crypto/ossl_ptr.h"
 
@@ -70,19 +71,6 @@ bool ParseStrictObject(std::string_view text, Json* out) {
   } catch (const std::exception&) {
     return false;
   }
-}
-
-// Case-insensitive ASCII equality.
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    char y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // The checks of the file comment on a parsed header. Returns the key id.

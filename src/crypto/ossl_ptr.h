@@ -4,12 +4,15 @@
 #ifndef KEYFOUNDRY_CRYPTO_OSSL_PTR_H_
 #define KEYFOUNDRY_CRYPTO_OSSL_PTR_H_
 
+#include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/decoder.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/param_build.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <memory>
 #include <string>
@@ -40,6 +43,15 @@ using OsslParamPtr = std::unique_ptr<OSSL_PARAM, OsslFree<&OSSL_PARAM_free>>;
 using OsslParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, OsslFree<&OSSL_PARAM_BLD_free>>;
 using OsslDecoderCtxPtr = std::unique_ptr<OSSL_DECODER_CTX, OsslFree<&OSSL_DECODER_CTX_free>>;
 using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, OsslFree<&ECDSA_SIG_free>>;
+using X509Ptr = std::unique_ptr<X509, OsslFree<&X509_free>>;
+using X509ExtensionPtr = std::unique_ptr<X509_EXTENSION, OsslFree<&X509_EXTENSION_free>>;
+using X509StorePtr = std::unique_ptr<X509_STORE, OsslFree<&X509_STORE_free>>;
+using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, OsslFree<&X509_STORE_CTX_free>>;
+using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, OsslFree<&GENERAL_NAMES_free>>;
+using GeneralNamePtr = std::unique_ptr<GENERAL_NAME, OsslFree<&GENERAL_NAME_free>>;
+using Asn1Ia5StringPtr = std::unique_ptr<ASN1_IA5STRING, OsslFree<&ASN1_IA5STRING_free>>;
+using Asn1OctetStringPtr = std::unique_ptr<ASN1_OCTET_STRING, OsslFree<&ASN1_OCTET_STRING_free>>;
+using BioPtr = std::unique_ptr<BIO, OsslFree<&BIO_free>>;
 
 // An error status carrying `what` and the name of OpenSSL's most recent error reason (never
 // any data). Clears OpenSSL's thread-local error queue so errors don't leak between calls.

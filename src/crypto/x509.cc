@@ -15,13 +15,6 @@ namespace {
 
 // The X.509 types only this file holds. They belong with the others in ossl_ptr.h; they are
 // here until that header gains them.
-using X509Ptr = std::unique_ptr<X509, OsslFree<&X509_free>>;
-using X509ExtensionPtr = std::unique_ptr<X509_EXTENSION, OsslFree<&X509_EXTENSION_free>>;
-using GeneralNamesPtr = std::unique_ptr<GENERAL_NAMES, OsslFree<&GENERAL_NAMES_free>>;
-using GeneralNamePtr = std::unique_ptr<GENERAL_NAME, OsslFree<&GENERAL_NAME_free>>;
-using Asn1Ia5StringPtr = std::unique_ptr<ASN1_IA5STRING, OsslFree<&ASN1_IA5STRING_free>>;
-using Asn1OctetStringPtr = std::unique_ptr<ASN1_OCTET_STRING, OsslFree<&ASN1_OCTET_STRING_free>>;
-using BioPtr = std::unique_ptr<BIO, OsslFree<&BIO_free>>;
 
 constexpr size_t kMaxCommonName = 64;  // ub-common-name, RFC 5280 appendix A.1
 constexpr size_t kMaxDnsName = 253;

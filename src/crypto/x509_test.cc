@@ -12,11 +12,6 @@
 namespace keyfoundry::crypto {
 namespace {
 
-using X509Ptr = std::unique_ptr<X509, OsslFree<&X509_free>>;
-using X509StorePtr = std::unique_ptr<X509_STORE, OsslFree<&X509_STORE_free>>;
-using X509StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, OsslFree<&X509_STORE_CTX_free>>;
-using BioPtr = std::unique_ptr<BIO, OsslFree<&BIO_free>>;
-
 const std::vector<std::string> kDnsNames = {"localhost", "*.vault.localhost", "*.openai.localhost"};
 const std::vector<std::string> kIps = {"127.0.0.1", "::1"};
 

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/strings.h"
+
 namespace keyfoundry::http {
 
 struct Request {
@@ -46,7 +48,7 @@ struct Request {
 };
 
 // ASCII case-insensitive equality, as header names and ARM path segments compare.
-bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+using ::keyfoundry::EqualsIgnoreCase;  // common/strings.h
 
 }  // namespace keyfoundry::http
 

@@ -5,7 +5,8 @@
 //
 // The server adds Content-Length, Date, Connection, x-ms-request-id, x-ms-client-request-id
 // (echoed) and x-content-type-options: nosniff to every response; a handler's own header of one
-// of those names is replaced. Content-Type is sent when `content_type` is not empty.
+// of those names (or Transfer-Encoding, Keep-Alive, Content-Type) is dropped. Content-Type comes
+// from `content_type` and is sent when that is not empty.
 //
 // Error codes the HTTP layer itself produces (handlers choose their own):
 //   400 BadRequest                   malformed HTTP, Host, path or query

@@ -39,13 +39,12 @@ namespace ssl = boost::asio::ssl;
 using tcp = boost::asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
-// TLS 1.2 suites: ECDHE key exchange with an AEAD cipher only. TLS 1.3's suites are all AEAD.
+// TLS 1.2 suites: ECDHE key exchange with AES-GCM only; TLS 1.3: the AES-GCM suites. All
+// FIPS-approved (BRIEF §6), hence no ChaCha20-Poly1305.
 constexpr char kTls12Ciphers[] =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305";
-constexpr char kTls13Suites[] =
-    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+    "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384";
+constexpr char kTls13Suites[] = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
 
 constexpr size_t kReadChunk = size_t{16} * 1024;  // one TLS record
 constexpr auto kLingerTimeout = std::chrono::seconds(1);

@@ -1,6 +1,6 @@
 // HttpsServer: HTTP/1.1 over TLS, with every per-connection resource bounded, serving a Router.
 //
-// TLS only. TLS 1.2 and 1.3 (1.3 preferred); for 1.2 only ECDHE with AES-GCM or ChaCha20-Poly1305
+// TLS only. TLS 1.2 and 1.3 (1.3 preferred); for 1.2 only ECDHE with AES-GCM
 // (forward secrecy, AEAD); no compression, no renegotiation. The certificate is whatever the
 // caller gives (crypto/x509.h makes one).
 //

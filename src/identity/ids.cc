@@ -9,8 +9,6 @@ bool IsHex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-char LowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
 std::string_view StripTrailingSlash(std::string_view scope) {
   if (scope.size() > 1 && scope.back() == '/') scope.remove_suffix(1);
   return scope;
@@ -23,20 +21,6 @@ bool IsUuid(std::string_view text) {
   for (size_t i = 0; i < text.size(); ++i) {
     const bool dash_position = i == 8 || i == 13 || i == 18 || i == 23;
     if (dash_position ? text[i] != '-' : !IsHex(text[i])) return false;
-  }
-  return true;
-}
-
-std::string ToLowerAscii(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) c = LowerAscii(c);
-  return out;
-}
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (LowerAscii(a[i]) != LowerAscii(b[i])) return false;
   }
   return true;
 }

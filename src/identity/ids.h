@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "common/strings.h"
 
 namespace keyfoundry::identity {
 
@@ -23,8 +24,8 @@ inline constexpr size_t kMaxScopeSize = 512;
 // True for the 8-4-4-4-12 hex form, either case.
 bool IsUuid(std::string_view text);
 
-std::string ToLowerAscii(std::string_view text);
-bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+using ::keyfoundry::EqualsIgnoreCase;  // common/strings.h
+using ::keyfoundry::ToLowerAscii;
 
 // True when `text` is well-formed UTF-8 with no C0/C1 control character or DEL.
 bool IsPrintableUtf8(std::string_view text);

@@ -112,7 +112,8 @@ Response ManagedIdentityToken(const Services& s, Request& request) {
   // Only the platform's own processes, on this machine, holding the platform secret, may ask
   // for a resource's managed-identity token; anyone else could otherwise act as that resource.
   std::optional<std::string_view> secret = request.Header("X-KeyFoundry-Platform-Secret");
-  const bool loopback = request.remote_address == "127.0.0.1" || request.remote_address == "::1";
+  const bool loopback = request.remote_address == "127.0.0.1" || request.remote_address == "::1" ||
+                        request.remote_address == "::ffff:127.0.0.1";
   if (!loopback || !secret ||
       !ConstantTimeEquals(AsBytes(*secret), s.platform_secret.Reveal(InsecureSecretAccess()))) {
     Log(LogLevel::kWarning, "imds.refused",
