@@ -34,8 +34,8 @@ namespace keyfoundry::server {
 
 struct Limits {
   int64_t max_connections = 1024;
-  int64_t max_header_bytes = 16 * 1024;
-  int64_t max_body_bytes = 1024 * 1024;  // JSON bodies; streaming routes set their own
+  int64_t max_header_bytes = int64_t{16} * 1024;
+  int64_t max_body_bytes = int64_t{1024} * 1024;  // JSON bodies; streaming routes set their own
   int64_t read_timeout_seconds = 30;
   int64_t idle_timeout_seconds = 60;
 };

@@ -163,8 +163,8 @@ Response CloudMetadata(const Services& s, Request& request) {
 }  // namespace
 
 void AddIdentityRoutes(http::Router& router, std::shared_ptr<Services> services) {
-  auto s = services;
-  const http::RouteOptions small{.max_body_bytes = 64 * 1024, .metrics_name = ""};
+  auto s = std::move(services);
+  const http::RouteOptions small{.max_body_bytes = size_t{64} * 1024, .metrics_name = ""};
   for (const char* path : {"/{tenant}/oauth2/v2.0/token", "/{tenant}/oauth2/token"}) {
     router.Add(
         "POST", "*", path, [s](Request& r) { return Token(*s, r); }, small);

@@ -373,7 +373,7 @@ Response GetPrincipal(const Services& s, Request& request) {
 }  // namespace
 
 void AddManagementRoutes(http::Router& router, std::shared_ptr<Services> services) {
-  auto s = services;
+  auto s = std::move(services);
   router.Add("GET", "*", "/healthz", [](Request&) {
     return http::Json(200, {{"status", "Healthy"}});
   });
@@ -443,7 +443,7 @@ void AddManagementRoutes(http::Router& router, std::shared_ptr<Services> service
   for (const char* method : {"GET", "PUT", "DELETE"}) {
     router.Add(method, "*", "/subscriptions/{subscriptionId}/{rest...}",
                [s](Request& r) { return SubscriptionSubtree(*s, r); },
-               {.max_body_bytes = 64 * 1024, .metrics_name = "/subscriptions/{id}/..."});
+               {.max_body_bytes = size_t{64} * 1024, .metrics_name = "/subscriptions/{id}/..."});
   }
 
   router.Add("POST", "*", "/v1.0/servicePrincipals",

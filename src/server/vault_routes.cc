@@ -8,7 +8,7 @@
 namespace keyfoundry::server {
 
 void AddVaultRoutes(http::Router& router, std::shared_ptr<Services> services) {
-  auto s = services;
+  auto s = std::move(services);
   const std::string host = "{vault}.vault." + s->config.domain;
   for (const char* method : {"GET", "PUT", "POST", "PATCH", "DELETE"}) {
     router.Add(method, host, "/{path...}",
@@ -20,7 +20,7 @@ void AddVaultRoutes(http::Router& router, std::shared_ptr<Services> services) {
                                              "' does not exist: vaults arrive with the key vault "
                                              "release.");
                },
-               {.max_body_bytes = 256 * 1024, .metrics_name = "vault"});
+               {.max_body_bytes = size_t{256} * 1024, .metrics_name = "vault"});
   }
 }
 
