@@ -60,11 +60,22 @@ class Client {
 
   // Calls `method` on `path` (with its query) on the server with `token`; `body` is sent as
   // JSON unless null. A non-2xx answer becomes an error carrying the envelope's code and
-  // message ("AuthorizationFailed: ...").
+  // message ("AuthorizationFailed: ..."), and the inner error's code when there is one
+  // ("Forbidden (AccessDenied): ...", as the key vault data plane answers a 403).
   StatusOr<ApiResult> Call(const std::string& method, const std::string& path,
                            const AccessToken& token, const nlohmann::json& body = nullptr);
 
+  // The same with a JSON body that is a secret (a private JWK to import): the request's copy of
+  // it is wiped once sent. The answer must not echo secrets (the keys API's never does).
+  StatusOr<ApiResult> CallWithSecretBody(const std::string& method, const std::string& path,
+                                         const AccessToken& token, const SecretBytes& json_body);
+
+  const ClientOptions& options() const { return options_; }
+
  private:
+  StatusOr<ApiResult> Send(const std::string& method, const std::string& path,
+                           const AccessToken& token, std::string* body);
+
   ClientOptions options_;
 };
 

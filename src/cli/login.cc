@@ -83,6 +83,24 @@ Status Login(const LoginOptions& options) {
   }
   profile.tokens[scope] = {token->token, token->expires_on};
 
+  // The key vaults' data plane takes tokens of its own audience. A user gets one now, with the
+  // password just given, since kf keeps no password or refresh credential for users; a service
+  // principal's is fetched when first needed with its stored secret (session.cc).
+  profile.vault_dns_suffix = endpoints.vault_dns_suffix;
+  if (profile.vault_dns_suffix.empty()) {
+    return InternalError("the server's /metadata/endpoints names no keyVaultDns suffix");
+  }
+  if (!options.service_principal) {
+    StatusOr<AccessToken> vault_token =
+        client.TokenForUser(options.tenant, options.username, password, VaultScope(profile));
+    if (vault_token.ok()) {
+      profile.tokens[VaultScope(profile)] = {vault_token->token, vault_token->expires_on};
+    } else {
+      std::cerr << "WARNING: no token for the key vaults (" << vault_token.status().message()
+                << "): `kf keyvault key` commands will fail until the next `kf login`\n";
+    }
+  }
+
   ASSIGN_OR_RETURN(
       ApiResult subscriptions,
       client.Call("GET", std::string("/subscriptions?api-version=") + kSubscriptionsApiVersion,

@@ -7,9 +7,19 @@
 //   kf role assignment create --assignee ID --role NAME|ID --scope SCOPE
 //   kf role assignment list [--scope SCOPE] [--assignee ID]
 //   kf role assignment delete --ids ID... | --assignee ID --role NAME|ID --scope SCOPE
+//   kf group create|list|show|delete
+//   kf keyvault create|show|list|update|delete|list-deleted|recover|purge
+//   kf keyvault set-policy|delete-policy    kf keyvault network-rule add|remove|list
+//   kf keyvault key create|import|show|list|list-versions|set-attributes|delete|show-deleted|
+//                   list-deleted|recover|purge|backup|restore|rotate|encrypt|decrypt|sign|verify
+//   kf keyvault key rotation-policy show|update
+//   kf audit list|verify
+// (docs/cli.md has every flag.)
 //
-// Output is JSON on stdout, as `az` prints by default; errors go to stderr with exit status 1.
-// One file per command group: login.cc, account.cc, ad.cc, role.cc.
+// Output is JSON on stdout, as `az` prints by default, or a table with -o table (anywhere on the
+// command line); errors go to stderr with exit status 1. One file per command group: login.cc,
+// account.cc, ad.cc, role.cc, group.cc, keyvault.cc, key.cc, audit.cc; shared: session.cc
+// (profile, tokens, paging), output.cc, args.cc.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -18,10 +28,17 @@
 int main(int argc, char** argv) {
   CLI::App app{"kf: the keyfoundry command line"};
   app.require_subcommand(1);
+  // Subcommands hand options they do not know to their parents, so the global -o works after
+  // them, as az's does (`kf keyvault list -o table`).
+  app.fallthrough();
+  keyfoundry::cli::AddOutputOption(app);
   keyfoundry::cli::AddLoginCommands(app);
   keyfoundry::cli::AddAccountCommands(app);
   keyfoundry::cli::AddAdCommands(app);
   keyfoundry::cli::AddRoleCommands(app);
+  keyfoundry::cli::AddGroupCommands(app);
+  keyfoundry::cli::AddKeyVaultCommands(app);
+  keyfoundry::cli::AddAuditCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

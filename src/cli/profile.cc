@@ -25,6 +25,7 @@ nlohmann::json ToJson(const Profile& p) {
           {"tenant_id", p.tenant_id},
           {"subscription_id", p.subscription_id},
           {"management_audience", p.management_audience},
+          {"vault_dns_suffix", p.vault_dns_suffix},
           {"user", p.user},
           {"service_principal", p.service_principal},
           {"client_secret", p.client_secret},
@@ -32,6 +33,10 @@ nlohmann::json ToJson(const Profile& p) {
 }
 
 }  // namespace
+
+std::string VaultScope(const Profile& profile) {
+  return "https://" + profile.vault_dns_suffix + "/.default";
+}
 
 std::string ConfigDir() {
   if (const char* dir = std::getenv("KEYFOUNDRY_CONFIG_DIR"); dir && *dir) return dir;
@@ -56,6 +61,15 @@ StatusOr<Profile> LoadProfile(const std::string& dir) {
   p.tenant_id = j.value("tenant_id", "");
   p.subscription_id = j.value("subscription_id", "");
   p.management_audience = j.value("management_audience", "");
+  p.vault_dns_suffix = j.value("vault_dns_suffix", "");
+  if (p.vault_dns_suffix.empty()) {
+    // A profile written before kf knew about vaults: the deployment's domain is the one of its
+    // management audience (https://management.DOMAIN).
+    constexpr std::string_view kPrefix = "https://management.";
+    if (p.management_audience.rfind(kPrefix, 0) == 0) {
+      p.vault_dns_suffix = "vault." + p.management_audience.substr(kPrefix.size());
+    }
+  }
   p.user = j.value("user", "");
   p.service_principal = j.value("service_principal", false);
   p.client_secret = j.value("client_secret", "");

@@ -2,7 +2,10 @@
 // access tokens it holds, in ~/.keyfoundry/profile.json ($KEYFOUNDRY_CONFIG_DIR overrides the
 // folder). The folder is mode 0700 and the file 0600: the file holds bearer tokens, and for a
 // service principal its secret (as `az` keeps service principal secrets), so kf can get new
-// tokens without asking again. Users sign in again when their token expires.
+// tokens without asking again. Users sign in again when their tokens expire: `kf login` gets a
+// user two tokens with the one password it asks for, one for the control plane
+// (https://management.DOMAIN) and one for the key vaults' data plane (https://vault.DOMAIN),
+// and keeps neither the password nor any refresh credential.
 //
 // Written whole to a temporary file and renamed, so a crash leaves the old or the new profile.
 #ifndef KEYFOUNDRY_CLI_PROFILE_H_
@@ -29,11 +32,15 @@ struct Profile {
   std::string tenant_id;
   std::string subscription_id;
   std::string management_audience;  // https://management.DOMAIN
+  std::string vault_dns_suffix;     // vault.DOMAIN: vault V answers at https://V.vault.DOMAIN:PORT
   std::string user;                 // a user name, or a service principal's client id
   bool service_principal = false;
   std::string client_secret;                  // service principals only
   std::map<std::string, CachedToken> tokens;  // by scope
 };
+
+// The scope of tokens for the key vaults' data plane: https://vault.DOMAIN/.default.
+std::string VaultScope(const Profile& profile);
 
 // The folder kf keeps its state in.
 std::string ConfigDir();

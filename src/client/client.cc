@@ -36,7 +36,12 @@ Status ErrorFrom(const http::ClientResponse& response) {
   std::string message;
   if (body.is_object() && body.contains("error") && body["error"].is_object()) {
     const auto& error = body["error"];
-    message = error.value("code", "Error") + ": " + error.value("message", "");
+    message = error.value("code", "Error");
+    if (error.contains("innererror") && error["innererror"].is_object() &&
+        error["innererror"].contains("code") && error["innererror"]["code"].is_string()) {
+      message += " (" + error["innererror"]["code"].get<std::string>() + ")";
+    }
+    message += ": " + error.value("message", "");
   } else if (body.is_object() && body.contains("error_description")) {
     message = body.value("error", "error") + ": " + body.value("error_description", "");
   } else {
@@ -125,17 +130,34 @@ StatusOr<AccessToken> Client::TokenForServicePrincipal(const std::string& tenant
 
 StatusOr<ApiResult> Client::Call(const std::string& method, const std::string& path,
                                  const AccessToken& token, const nlohmann::json& body) {
+  std::string text = body.is_null() ? "" : body.dump();
+  return Send(method, path, token, body.is_null() ? nullptr : &text);
+}
+
+StatusOr<ApiResult> Client::CallWithSecretBody(const std::string& method, const std::string& path,
+                                               const AccessToken& token,
+                                               const SecretBytes& json_body) {
+  std::string text(AsStringView(json_body.Reveal(InsecureSecretAccess())));
+  StatusOr<ApiResult> result = Send(method, path, token, &text);
+  SecureZero(std::span<uint8_t>(reinterpret_cast<uint8_t*>(text.data()), text.size()));
+  return result;
+}
+
+StatusOr<ApiResult> Client::Send(const std::string& method, const std::string& path,
+                                 const AccessToken& token, std::string* body) {
   http::ClientRequest request;
   request.method = method;
   request.url = options_.server + path;
   request.ca_pem = options_.ca_pem;
   request.connect_address = options_.connect_address;
   request.headers = {{"Authorization", "Bearer " + token.token}};
-  if (!body.is_null()) {
+  if (body != nullptr) {
     request.headers.emplace_back("Content-Type", "application/json");
-    request.body = body.dump();
+    request.body.swap(*body);
   }
-  ASSIGN_OR_RETURN(http::ClientResponse response, http::HttpsRequest(request));
+  StatusOr<http::ClientResponse> sent = http::HttpsRequest(request);
+  if (body != nullptr) request.body.swap(*body);  // back to the caller, who may wipe it
+  ASSIGN_OR_RETURN(http::ClientResponse response, std::move(sent));
   if (response.status < 200 || response.status > 299) return ErrorFrom(response);
   ApiResult result;
   result.status = response.status;

@@ -54,8 +54,18 @@ class [[nodiscard]] Status {
   const std::string& message() const { return message_; }
   std::string ToString() const;
 
-  // Prefixes the message with context ("opening blob x: ..."), keeping the code.
+  // Prefixes the message with context ("opening blob x: ..."), keeping the code and reason.
   Status WithContext(std::string_view context) const;
+
+  // A short machine-readable reason that refines the code, for callers that map a Status to
+  // an API error ("KeyNotFound", "ForbiddenByFirewall", "ObjectIsDeletedButRecoverable").
+  // Empty unless set; not part of equality.
+  const std::string& reason() const { return reason_; }
+  Status WithReason(std::string reason) const {
+    Status out = *this;
+    if (!out.ok()) out.reason_ = std::move(reason);
+    return out;
+  }
 
   friend bool operator==(const Status& a, const Status& b) {
     return a.code_ == b.code_ && a.message_ == b.message_;
@@ -64,6 +74,7 @@ class [[nodiscard]] Status {
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  std::string reason_;
 };
 
 inline Status OkStatus() { return Status(); }

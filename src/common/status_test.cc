@@ -29,6 +29,14 @@ TEST(StatusTest, DefaultIsOk) {
   EXPECT_EQ(s.ToString(), "OK");
 }
 
+TEST(StatusTest, ReasonRefinesTheCodeAndSurvivesContext) {
+  Status denied = PermissionDeniedError("no").WithReason("AccessDenied");
+  EXPECT_EQ(denied.reason(), "AccessDenied");
+  EXPECT_EQ(denied.WithContext("vault v1").reason(), "AccessDenied");
+  EXPECT_EQ(denied, PermissionDeniedError("no"));  // not part of equality
+  EXPECT_EQ(OkStatus().WithReason("ignored").reason(), "");
+}
+
 TEST(StatusTest, ErrorCarriesCodeAndMessage) {
   Status s = NotFoundError("no such key");
   EXPECT_FALSE(s.ok());

@@ -186,4 +186,37 @@ StatusOr<Bytes> EcPrivateKey::Sign(HashAlgorithm hash, ByteView message) const {
   return DerToP1363(ByteView(der).first(der_size), EcFieldSize(curve_));
 }
 
+StatusOr<Bytes> EcPrivateKey::SignDigest(ByteView digest) const {
+  if (digest.empty() || digest.size() > 64) {
+    return InvalidArgumentError("an ECDSA digest is 1 to 64 bytes");
+  }
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_.get(), nullptr));
+  if (!ctx || EVP_PKEY_sign_init(ctx.get()) != 1) {
+    return OsslError(StatusCode::kInternal, "ECDSA signing setup failed");
+  }
+  Bytes der(static_cast<size_t>(EVP_PKEY_get_size(pkey_.get())));
+  size_t der_size = der.size();
+  if (EVP_PKEY_sign(ctx.get(), der.data(), &der_size, digest.data(), digest.size()) != 1) {
+    return OsslError(StatusCode::kInternal, "ECDSA signing failed");
+  }
+  return DerToP1363(ByteView(der).first(der_size), EcFieldSize(curve_));
+}
+
+Status EcPublicKey::VerifyDigest(ByteView digest, ByteView signature) const {
+  const size_t field_size = EcFieldSize(curve_);
+  if (digest.empty() || digest.size() > 64 || signature.size() != 2 * field_size) {
+    return VerifyFailed();
+  }
+  ASSIGN_OR_RETURN(Bytes der, P1363ToDer(signature, field_size));
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_.get(), nullptr));
+  if (!ctx || EVP_PKEY_verify_init(ctx.get()) != 1) {
+    return OsslError(StatusCode::kInternal, "ECDSA verification setup failed");
+  }
+  if (EVP_PKEY_verify(ctx.get(), der.data(), der.size(), digest.data(), digest.size()) != 1) {
+    ClearOsslErrors();
+    return VerifyFailed();
+  }
+  return OkStatus();
+}
+
 }  // namespace keyfoundry::crypto

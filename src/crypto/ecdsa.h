@@ -57,6 +57,8 @@ class EcPublicKey {
   // OK when `signature` (r || s, 2 * EcFieldSize bytes) is valid for `message` hashed with
   // `hash`.
   Status Verify(HashAlgorithm hash, ByteView message, ByteView signature) const;
+  // The same over a precomputed digest (1..64 bytes).
+  Status VerifyDigest(ByteView digest, ByteView signature) const;
 
  private:
   EcPublicKey(EcCurve curve, EvpPkeyPtr pkey) : curve_(curve), pkey_(std::move(pkey)) {}
@@ -81,6 +83,9 @@ class EcPrivateKey {
 
   // Signs `message` hashed with `hash`; returns r || s.
   StatusOr<Bytes> Sign(HashAlgorithm hash, ByteView message) const;
+  // Signs a precomputed digest (1..64 bytes; JOSE pairs ES256/384/512 with P-256/384/521, a
+  // check left to the caller), as Azure Key Vault's sign takes it.
+  StatusOr<Bytes> SignDigest(ByteView digest) const;
 
  private:
   EcPrivateKey(EcCurve curve, EvpPkeyPtr pkey) : curve_(curve), pkey_(std::move(pkey)) {}

@@ -17,6 +17,29 @@ EcPrivateKey Generate(EcCurve curve) {
   return *std::move(key);
 }
 
+TEST(EcdsaTest, DigestSignaturesMatchMessageSignatures) {
+  for (size_t i = 0; i < 3; ++i) {
+    const EcCurve curve = kCurves[i];
+    const HashAlgorithm hash = kHashes[i];  // JOSE's pairing: ES256/P-256, ES384/P-384, ...
+    SCOPED_TRACE(EcCurveName(curve));
+    EcPrivateKey key = Generate(curve);
+    EcPublicKey pub = *key.PublicKey();
+    auto digest = Digest(hash, AsBytes("message"));
+    ASSERT_TRUE(digest.ok());
+    auto signature = key.SignDigest(*digest);
+    ASSERT_TRUE(signature.ok()) << signature.status();
+    EXPECT_EQ(signature->size(), 2 * EcFieldSize(curve));
+    EXPECT_TRUE(pub.Verify(hash, AsBytes("message"), *signature).ok());
+    auto from_message = key.Sign(hash, AsBytes("message"));
+    ASSERT_TRUE(from_message.ok());
+    EXPECT_TRUE(pub.VerifyDigest(*digest, *from_message).ok());
+    Bytes other = *digest;
+    other[3] ^= 0x80;
+    EXPECT_FALSE(pub.VerifyDigest(other, *from_message).ok());
+    EXPECT_FALSE(pub.VerifyDigest({}, *from_message).ok());
+  }
+}
+
 TEST(EcdsaTest, FieldSizes) {
   EXPECT_EQ(EcFieldSize(EcCurve::kP256), 32u);
   EXPECT_EQ(EcFieldSize(EcCurve::kP384), 48u);

@@ -1,5 +1,7 @@
 #include "crypto/hash_algorithm.h"
 
+#include "crypto/ossl_ptr.h"
+
 namespace keyfoundry::crypto {
 
 const char* HashName(HashAlgorithm hash) {
@@ -24,6 +26,20 @@ size_t HashSize(HashAlgorithm hash) {
       return 64;
   }
   return 0;
+}
+
+StatusOr<Bytes> Digest(HashAlgorithm hash, ByteView data) {
+  const char* name = HashName(hash);
+  if (name == nullptr) return InvalidArgumentError("unknown hash algorithm");
+  EvpMdPtr md(EVP_MD_fetch(nullptr, name, nullptr));
+  if (md == nullptr) return OsslError(StatusCode::kInternal, "digest unavailable");
+  Bytes out(HashSize(hash));
+  unsigned int size = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &size, md.get(), nullptr) != 1 ||
+      size != out.size()) {
+    return OsslError(StatusCode::kInternal, "digest failed");
+  }
+  return out;
 }
 
 }  // namespace keyfoundry::crypto

@@ -311,4 +311,54 @@ StatusOr<Bytes> RsaPrivateKey::Sign(RsaSignatureScheme scheme, HashAlgorithm has
   return signature;
 }
 
+namespace {
+
+// A context for EVP_PKEY_sign / EVP_PKEY_verify over a digest of `hash` with `scheme`.
+StatusOr<EvpPkeyCtxPtr> DigestContext(EVP_PKEY* pkey, bool sign, RsaSignatureScheme scheme,
+                                      HashAlgorithm hash, ByteView digest) {
+  const char* hash_name = HashName(hash);
+  if (hash_name == nullptr) return InvalidArgumentError("unknown hash algorithm");
+  if (digest.size() != HashSize(hash)) {
+    return InvalidArgumentError("the digest must be " + std::to_string(HashSize(hash)) +
+                                " bytes for " + hash_name);
+  }
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr));
+  if (!ctx || (sign ? EVP_PKEY_sign_init(ctx.get()) : EVP_PKEY_verify_init(ctx.get())) != 1) {
+    return OsslError(StatusCode::kInternal, "RSA signature setup failed");
+  }
+  RETURN_IF_ERROR(SetSignaturePadding(ctx.get(), scheme, hash_name, HashSize(hash)));
+  EvpMdPtr md(EVP_MD_fetch(nullptr, hash_name, nullptr));
+  if (!md || EVP_PKEY_CTX_set_signature_md(ctx.get(), md.get()) != 1) {
+    return OsslError(StatusCode::kInternal, "RSA signature digest setup failed");
+  }
+  return ctx;
+}
+
+}  // namespace
+
+StatusOr<Bytes> RsaPrivateKey::SignDigest(RsaSignatureScheme scheme, HashAlgorithm hash,
+                                          ByteView digest) const {
+  ASSIGN_OR_RETURN(EvpPkeyCtxPtr ctx, DigestContext(pkey_.get(), true, scheme, hash, digest));
+  Bytes signature(static_cast<size_t>(EVP_PKEY_get_size(pkey_.get())));
+  size_t size = signature.size();
+  if (EVP_PKEY_sign(ctx.get(), signature.data(), &size, digest.data(), digest.size()) != 1) {
+    return OsslError(StatusCode::kInternal, "RSA signing failed");
+  }
+  signature.resize(size);
+  return signature;
+}
+
+Status RsaPublicKey::VerifyDigest(RsaSignatureScheme scheme, HashAlgorithm hash, ByteView digest,
+                                  ByteView signature) const {
+  const size_t modulus_size = static_cast<size_t>(EVP_PKEY_get_size(pkey_.get()));
+  if (signature.size() != modulus_size) return VerifyFailed();
+  ASSIGN_OR_RETURN(EvpPkeyCtxPtr ctx, DigestContext(pkey_.get(), false, scheme, hash, digest));
+  if (EVP_PKEY_verify(ctx.get(), signature.data(), signature.size(), digest.data(),
+                      digest.size()) != 1) {
+    ClearOsslErrors();
+    return VerifyFailed();
+  }
+  return OkStatus();
+}
+
 }  // namespace keyfoundry::crypto

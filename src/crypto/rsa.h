@@ -88,6 +88,11 @@ class RsaPublicKey {
   Status Verify(RsaSignatureScheme scheme, HashAlgorithm hash, ByteView message, ByteView signature,
                 std::optional<size_t> pss_salt_length = std::nullopt) const;
 
+  // Verify over a precomputed `digest` of `hash` (HashSize bytes, else InvalidArgument), as
+  // Azure Key Vault's verify takes it. PSS requires a salt as long as the hash.
+  Status VerifyDigest(RsaSignatureScheme scheme, HashAlgorithm hash, ByteView digest,
+                      ByteView signature) const;
+
  private:
   friend class RsaPrivateKey;
   explicit RsaPublicKey(EvpPkeyPtr pkey) : pkey_(std::move(pkey)) {}
@@ -114,6 +119,9 @@ class RsaPrivateKey {
 
   // Signs `message` (hashed here with `hash`). PSS uses a salt as long as the hash.
   StatusOr<Bytes> Sign(RsaSignatureScheme scheme, HashAlgorithm hash, ByteView message) const;
+  // Signs a precomputed `digest` of `hash` (HashSize bytes, else InvalidArgument), as Azure Key
+  // Vault's sign takes it.
+  StatusOr<Bytes> SignDigest(RsaSignatureScheme scheme, HashAlgorithm hash, ByteView digest) const;
 
  private:
   explicit RsaPrivateKey(EvpPkeyPtr pkey) : pkey_(std::move(pkey)) {}

@@ -115,6 +115,41 @@ TEST(RsaTest, SignVerifyRoundTripsForEverySchemeAndHash) {
   }
 }
 
+// Azure Key Vault's sign and verify take a digest: signing a digest must give what signing the
+// message gives, in both directions.
+TEST(RsaTest, DigestSignaturesMatchMessageSignatures) {
+  for (RsaSignatureScheme scheme : {RsaSignatureScheme::kPkcs1v15, RsaSignatureScheme::kPss}) {
+    for (HashAlgorithm hash : kHashes) {
+      SCOPED_TRACE(testing::Message() << static_cast<int>(scheme) << "/" << static_cast<int>(hash));
+      auto digest = Digest(hash, AsBytes("message"));
+      ASSERT_TRUE(digest.ok()) << digest.status();
+      auto signature = TestKey().SignDigest(scheme, hash, *digest);
+      ASSERT_TRUE(signature.ok()) << signature.status();
+      EXPECT_TRUE(TestPublicKey().Verify(scheme, hash, AsBytes("message"), *signature).ok());
+      auto from_message = TestKey().Sign(scheme, hash, AsBytes("message"));
+      ASSERT_TRUE(from_message.ok());
+      EXPECT_TRUE(TestPublicKey().VerifyDigest(scheme, hash, *digest, *from_message).ok());
+      Bytes other = *digest;
+      other[0] ^= 1;
+      EXPECT_FALSE(TestPublicKey().VerifyDigest(scheme, hash, other, *from_message).ok());
+    }
+  }
+}
+
+TEST(RsaTest, DigestSignaturesRefuseADigestOfTheWrongSize) {
+  Bytes short_digest(31, 0x11);
+  EXPECT_EQ(TestKey()
+                .SignDigest(RsaSignatureScheme::kPkcs1v15, HashAlgorithm::kSha256, short_digest)
+                .status()
+                .code(),
+            StatusCode::kInvalidArgument);
+  Bytes signature(256, 0);
+  EXPECT_FALSE(
+      TestPublicKey()
+          .VerifyDigest(RsaSignatureScheme::kPss, HashAlgorithm::kSha384, short_digest, signature)
+          .ok());
+}
+
 TEST(RsaTest, VerifyFailsOnTamperedOrWrongLengthSignature) {
   const Bytes signature =
       *TestKey().Sign(RsaSignatureScheme::kPkcs1v15, HashAlgorithm::kSha256, AsBytes("m"));

@@ -1,11 +1,18 @@
 #include "server/app.h"
 
+#include <condition_variable>
+#include <thread>
+
+#include "audit/audit_log.h"
 #include "common/encoding.h"
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "crypto/random.h"
 #include "http/server.h"
 #include "identity/signing_key.h"
+#include "keyvault/key_vault.h"
+#include "management/resource_groups.h"
+#include "server/hsm_setup.h"
 #include "server/services.h"
 #include "server/tls.h"
 #include "storage/files/file_blob_store.h"
@@ -20,8 +27,45 @@ class App::Impl {
   std::unique_ptr<storage::FileBlobStore> blobs;
   std::unique_ptr<identity::Directory> directory;
   std::unique_ptr<identity::Authorizer> authorizer;
+  std::unique_ptr<hsm::KeyProvider> hsm;
+  std::unique_ptr<audit::AuditLog> audit;
+  std::unique_ptr<keyvault::EventBus> events;
+  std::unique_ptr<keyvault::VaultStore> vaults;
+  std::unique_ptr<keyvault::KeyVault> key_vault;
+  std::unique_ptr<management::ResourceGroupStore> resource_groups;
   std::shared_ptr<Services> services;
   std::unique_ptr<http::HttpsServer> server;
+
+  // The key vault's scheduler: rotation policies and scheduled purges, every
+  // scheduler_interval_seconds, until StopScheduler.
+  std::thread scheduler;
+  std::mutex scheduler_mutex;
+  std::condition_variable scheduler_wake;
+  bool scheduler_stop = false;
+
+  void StartScheduler(std::chrono::seconds interval) {
+    scheduler = std::thread([this, interval] {
+      std::unique_lock lock(scheduler_mutex);
+      while (!scheduler_wake.wait_for(lock, interval, [this] { return scheduler_stop; })) {
+        lock.unlock();
+        StatusOr<int> done = key_vault->RunScheduledTasks();
+        if (!done.ok()) {
+          Log(LogLevel::kError, "scheduler.failed", {{"error", done.status().ToString()}});
+        } else if (*done > 0) {
+          Log(LogLevel::kInfo, "scheduler.ran", {{"actions", std::to_string(*done)}});
+        }
+        lock.lock();
+      }
+    });
+  }
+  void StopScheduler() {
+    {
+      std::lock_guard lock(scheduler_mutex);
+      scheduler_stop = true;
+    }
+    scheduler_wake.notify_all();
+    if (scheduler.joinable()) scheduler.join();
+  }
 };
 
 namespace {
@@ -75,6 +119,7 @@ std::string App::base_url() const { return impl_->services->base_url; }
 
 void App::Stop(std::chrono::milliseconds drain) {
   if (impl_ && impl_->server) impl_->server->Stop(drain);
+  if (impl_) impl_->StopScheduler();
 }
 
 StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
@@ -98,6 +143,17 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   impl->authorizer = std::make_unique<identity::Authorizer>(*impl->metadata);
   RETURN_IF_ERROR(GrantAdminRoles(*impl->authorizer, admin, impl->dir.subscription_id));
 
+  ASSIGN_OR_RETURN(impl->hsm, OpenHsm(config, dir));
+  Log(LogLevel::kInfo, "hsm.opened",
+      {{"module", config.hsm_module}, {"platform", impl->hsm->Platform()}});
+  ASSIGN_OR_RETURN(impl->audit, audit::AuditLog::Open(*impl->metadata));
+  impl->events = std::make_unique<keyvault::EventBus>();
+  impl->vaults = std::make_unique<keyvault::VaultStore>(*impl->metadata);
+  impl->resource_groups = std::make_unique<management::ResourceGroupStore>(*impl->metadata);
+  impl->key_vault =
+      std::make_unique<keyvault::KeyVault>(*impl->metadata, *impl->vaults, *impl->authorizer,
+                                           *impl->hsm, *impl->events, impl->audit.get());
+
   auto services = std::make_shared<Services>();
   services->config = config;
   services->tenant_id = impl->dir.tenant_id;
@@ -106,12 +162,23 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   services->metadata = impl->metadata.get();
   services->directory = impl->directory.get();
   services->authorizer = impl->authorizer.get();
+  services->hsm = impl->hsm.get();
+  services->audit = impl->audit.get();
+  services->events = impl->events.get();
+  services->vaults = impl->vaults.get();
+  services->resource_groups = impl->resource_groups.get();
+  services->key_vault = impl->key_vault.get();
+  services->purge_vault_keys = [kv = impl->key_vault.get()](std::string_view vault) {
+    return kv->PurgeAllKeys(vault);
+  };
   impl->services = services;
 
   auto router = std::make_shared<http::Router>();
   AddIdentityRoutes(*router, services);
   AddManagementRoutes(*router, services);
   AddVaultRoutes(*router, services);
+  AddAuditRoutes(*router, services);
+  AddVaultManagementRoutes(*router, services);
 
   http::ServerOptions options;
   options.listen_host = config.listen_host;
@@ -139,6 +206,7 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   services->verifier = std::make_unique<identity::TokenVerifier>(std::move(verifier));
   services->metrics = &impl->server->metrics();
   services->ready.store(true, std::memory_order_release);
+  impl->StartScheduler(std::chrono::seconds(config.scheduler_interval_seconds));
 
   RETURN_IF_ERROR(WriteFileAtomically((dir / "port").string(),
                                       std::to_string(impl->server->port()) + "\n", 0644));

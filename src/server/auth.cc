@@ -1,4 +1,5 @@
 // The checks every API runs first (services.h).
+#include "audit/audit_log.h"
 #include "common/logging.h"
 #include "server/services.h"
 
@@ -43,6 +44,12 @@ std::string Services::VaultChallengeResource() const {
   size_t colon = base_url.rfind(':');
   std::string port = colon == std::string::npos ? "" : base_url.substr(colon);
   return Audience(identity::Service::kVault) + port;
+}
+
+std::string Services::VaultUri(std::string_view vault_name) const {
+  size_t colon = base_url.rfind(':');
+  std::string port = colon == std::string::npos ? "" : base_url.substr(colon);
+  return "https://" + std::string(vault_name) + ".vault." + config.domain + port + "/";
 }
 
 AuthResult AuthenticateManagement(const Services& services, const http::Request& request) {
@@ -119,6 +126,24 @@ std::optional<http::Response> Authorize(const Services& services, const identity
           "' over scope '" + std::string(scope) +
           "' or the scope is invalid. If access was recently granted, please refresh your "
           "credentials.");
+}
+
+Status RecordAudit(const Services& services, const http::Request& request,
+                   const identity::Caller* caller, audit::AuditEvent event) {
+  if (services.audit == nullptr) return OkStatus();
+  if (event.client_address.empty()) event.client_address = request.remote_address;
+  if (event.correlation_id.empty()) event.correlation_id = request.request_id;
+  if (caller != nullptr) {
+    if (event.caller_object_id.empty()) event.caller_object_id = caller->object_id;
+    if (event.caller_app_id.empty()) event.caller_app_id = caller->app_id;
+  }
+  if (event.result.empty()) event.result = event.status < 400 ? "Success" : "Failure";
+  Status appended = services.audit->Append(std::move(event));
+  if (!appended.ok()) {
+    Log(LogLevel::kError, "audit.append_failed",
+        {{"request_id", request.request_id}, {"error", appended.ToString()}});
+  }
+  return appended;
 }
 
 http::Response InternalFailure(const http::Request& request, const Status& status) {

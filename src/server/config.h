@@ -49,6 +49,10 @@ struct Config {
   std::string hsm_module = "/usr/lib/softhsm/libsofthsm2.so";
   int64_t token_lifetime_seconds = 3600;
   int64_t key_cache_ttl_seconds = 60;
+  // How often the key vault's scheduler runs rotation policies and scheduled purges.
+  int64_t scheduler_interval_seconds = 60;
+  // The HSM token's user PIN; empty: DATA_DIR/hsm/pin, generated on first start (0600).
+  std::string hsm_pin;
   int64_t threads = 2;
   Limits limits;
 };

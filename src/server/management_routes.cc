@@ -2,8 +2,10 @@
 // locations; role assignments and role definitions at any scope
 // ({scope}/providers/Microsoft.Authorization/...); and the directory's service principals in a
 // Microsoft Graph–like shape (/v1.0/servicePrincipals), which `kf ad sp` uses.
+#include "audit/audit_log.h"
 #include "common/logging.h"
 #include "crypto/random.h"
+#include "hsm/key_provider.h"
 #include "identity/ids.h"
 #include "server/services.h"
 
@@ -57,6 +59,19 @@ Response SubscriptionNotFound(std::string_view id) {
 }
 
 // ---------------------------------------------------------------- role assignments
+
+// After a role assignment is created or deleted: the audit record, and the event that makes
+// caches of RBAC decisions (the encryption engine's key cache) re-check.
+void RoleAssignmentChanged(const Services& s, const Request& request, const Caller& caller,
+                           std::string_view operation, const std::string& scope, int status) {
+  audit::AuditEvent event;
+  event.operation = std::string(operation);
+  event.category = "Management";
+  event.resource_id = scope;
+  event.status = status;
+  (void)RecordAudit(s, request, &caller, std::move(event));
+  if (s.events != nullptr) s.events->Publish({keyvault::VaultEventType::kRbacChanged, "", "", ""});
+}
 
 // The pieces of "{scope}/providers/Microsoft.Authorization/{collection}[/{name}]".
 struct AuthorizationPath {
@@ -185,6 +200,7 @@ Response PutAssignment(const Services& s, const Request& request, const Caller& 
            {"principal_id", created->principal_id},
            {"role", role->name},
            {"scope", created->scope}});
+      RoleAssignmentChanged(s, request, caller, "RoleAssignmentWrite", created->scope, 201);
       return http::Json(201, identity::RoleAssignmentJson(*created));
     case StatusCode::kAlreadyExists:
       return http::AzureError(409, "RoleAssignmentExists", "The role assignment already exists.");
@@ -229,6 +245,7 @@ Response RoleAssignmentResponse(const Services& s, const Request& request, const
        {"caller", caller.object_id},
        {"assignment", deleted->name},
        {"scope", deleted->scope}});
+  RoleAssignmentChanged(s, request, caller, "RoleAssignmentDelete", deleted->scope, 200);
   return http::Json(200, identity::RoleAssignmentJson(*deleted));
 }
 
@@ -388,7 +405,16 @@ void AddManagementRoutes(http::Router& router, std::shared_ptr<Services> service
           {{"request_id", r.request_id}, {"error", store.ToString()}});
       return http::AzureError(503, "ServiceUnavailable", "the metadata store is unavailable");
     }
-    return http::Json(200, {{"status", "Ready"}, {"checks", {{"metadataStore", "ok"}}}});
+    if (s->hsm != nullptr) {
+      Status hsm = s->hsm->Check();
+      if (!hsm.ok()) {
+        Log(LogLevel::kError, "readyz.failed",
+            {{"request_id", r.request_id}, {"error", hsm.ToString()}});
+        return http::AzureError(503, "ServiceUnavailable", "the HSM token does not answer");
+      }
+    }
+    return http::Json(200,
+                      {{"status", "Ready"}, {"checks", {{"metadataStore", "ok"}, {"hsm", "ok"}}}});
   });
   router.Add("GET", "*", "/metrics", [s](Request& r) {
     return WithCaller(*s, r, false, [&](const Caller& caller) -> Response {

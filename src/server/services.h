@@ -12,6 +12,7 @@
 #define KEYFOUNDRY_SERVER_SERVICES_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,8 +25,24 @@
 #include "identity/authorization.h"
 #include "identity/directory.h"
 #include "identity/tokens.h"
+#include "keyvault/events.h"
+#include "keyvault/vault.h"
 #include "server/config.h"
 #include "storage/metadata_store.h"
+
+namespace keyfoundry::audit {
+class AuditLog;
+struct AuditEvent;
+}  // namespace keyfoundry::audit
+namespace keyfoundry::hsm {
+class KeyProvider;
+}  // namespace keyfoundry::hsm
+namespace keyfoundry::keyvault {
+class KeyVault;
+}  // namespace keyfoundry::keyvault
+namespace keyfoundry::management {
+class ResourceGroupStore;
+}  // namespace keyfoundry::management
 
 namespace keyfoundry::server {
 
@@ -37,6 +54,14 @@ struct Services {
   storage::MetadataStore* metadata = nullptr;
   identity::Directory* directory = nullptr;
   identity::Authorizer* authorizer = nullptr;
+  management::ResourceGroupStore* resource_groups = nullptr;
+  keyvault::VaultStore* vaults = nullptr;
+  keyvault::EventBus* events = nullptr;
+  keyvault::KeyVault* key_vault = nullptr;  // the keys of every vault (data plane)
+  audit::AuditLog* audit = nullptr;
+  hsm::KeyProvider* hsm = nullptr;
+  // Destroys every key of a vault (HSM objects included) before the vault itself is purged.
+  std::function<Status(std::string_view vault_name)> purge_vault_keys;
 
   // Set once the server listens (they need its port), before `ready`.
   std::string base_url;  // https://HOST:PORT as clients reach the server
@@ -48,6 +73,8 @@ struct Services {
   std::string Audience(identity::Service service) const;
   // "https://vault.DOMAIN:PORT": the resource the key vault's 401 challenge names.
   std::string VaultChallengeResource() const;
+  // "https://{name}.vault.DOMAIN:PORT/": a vault's data-plane URI (its vaultUri).
+  std::string VaultUri(std::string_view vault_name) const;
 };
 
 // A handler's first step: either the verified caller or the response to send.
@@ -71,6 +98,12 @@ std::optional<http::Response> RequireApiVersion(const http::Request& request);
 std::optional<http::Response> Authorize(const Services& services, const identity::Caller& caller,
                                         std::string_view scope, std::string_view action);
 
+// Appends `event` to the audit trail, filling what the request knows (time, client address,
+// correlation id, the caller's oid and appid when `caller` is set). Returns the audit log's
+// status: a handler whose change cannot be audited answers 503 rather than acknowledging it.
+Status RecordAudit(const Services& services, const http::Request& request,
+                   const identity::Caller* caller, audit::AuditEvent event);
+
 // The response for an unexpected internal failure: logged with the request id, answered with
 // a generic 500 (or 503 for Unavailable) that names no internals.
 http::Response InternalFailure(const http::Request& request, const Status& status);
@@ -79,6 +112,9 @@ http::Response InternalFailure(const http::Request& request, const Status& statu
 void AddIdentityRoutes(http::Router& router, std::shared_ptr<Services> services);
 void AddManagementRoutes(http::Router& router, std::shared_ptr<Services> services);
 void AddVaultRoutes(http::Router& router, std::shared_ptr<Services> services);
+void AddAuditRoutes(http::Router& router, std::shared_ptr<Services> services);
+// Resource groups and Microsoft.KeyVault/vaults (the key vault control plane).
+void AddVaultManagementRoutes(http::Router& router, std::shared_ptr<Services> services);
 
 }  // namespace keyfoundry::server
 

@@ -276,10 +276,16 @@ TEST_F(IdentityApiTest, EveryBadTokenIsRefusedWith401AndTheChallenge) {
     EXPECT_EQ(r.status, 401) << what << ": " << r.body;
     EXPECT_EQ(r.Header("WWW-Authenticate").value_or(""), challenge) << what;
   }
-  // The good token passes authentication (the vault itself does not exist yet).
-  http::ClientResponse ok = server_->Call("GET", server_->vault_url("anyvault") + "/keys",
-                                          {{"Authorization", "Bearer " + good}});
+  // The good token passes authentication; then the api-version is checked, then the vault
+  // (which does not exist).
+  http::ClientResponse no_version = server_->Call("GET", server_->vault_url("anyvault") + "/keys",
+                                                  {{"Authorization", "Bearer " + good}});
+  EXPECT_EQ(no_version.status, 400) << no_version.body;
+  http::ClientResponse ok =
+      server_->Call("GET", server_->vault_url("anyvault") + "/keys?api-version=7.5",
+                    {{"Authorization", "Bearer " + good}});
   EXPECT_EQ(ok.status, 404) << ok.body;
+  EXPECT_NE(ok.body.find("VaultNotFound"), std::string::npos) << ok.body;
 
   // The control plane refuses them too, with ARM's codes.
   http::ClientResponse expired =
