@@ -41,6 +41,7 @@ fuzz: fuzz-build
 
 bench: release
 	@bash bench/run.sh
+	@bash bench/keyvault_bench.sh
 
 lint: release
 	@git ls-files '*.h' '*.cc' | xargs clang-format --dry-run --Werror

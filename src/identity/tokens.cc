@@ -3,10 +3,13 @@
 #include <charconv>
 #include <exception>
 #include <optional>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "common/encoding.h"
+#include "common/mutex.h"
+#include "crypto/digest.h"
 #include "crypto/random.h"
 #include "identity/ids.h"
 
@@ -412,16 +415,55 @@ TokenVerifier::TokenVerifier(std::string issuer, std::string_view tenant_id, cry
       tenant_id_(ToLowerAscii(tenant_id)),
       keys_(std::move(keys)),
       clock_(&clock),
-      clock_skew_(clock_skew) {}
+      clock_skew_(clock_skew),
+      cache_(std::make_shared<Cache>()) {}
 
 StatusOr<TokenVerifier> TokenVerifier::For(const TokenIssuer& issuer, const Clock& clock) {
   ASSIGN_OR_RETURN(crypto::JwtKeySet keys, issuer.VerificationKeys());
   return TokenVerifier(issuer.issuer(), issuer.tenant_id(), std::move(keys), clock);
 }
 
+// Verified tokens, by SHA-256 of (audience, token): a client sends the same token with every
+// request for an hour, and an ECDSA verification costs more than the rest of a key use. A hit
+// still checks the expiry; only successes are cached.
+struct TokenVerifier::Cache {
+  static constexpr size_t kCapacity = 16384;
+  Mutex mutex;
+  std::unordered_map<std::string, Caller> entries GUARDED_BY(mutex);
+};
+
 StatusOr<Caller> TokenVerifier::Verify(std::string_view bearer_token,
                                        std::string_view expected_audience,
                                        TokenVerifyFailure* failure) const {
+  std::string_view token = bearer_token;
+  if (StartsWithIgnoreCase(token, "Bearer ")) token.remove_prefix(7);
+  std::string key_input = NormalizeAudience(expected_audience);
+  key_input += '\n';
+  key_input.append(token);
+  StatusOr<Bytes> digest = crypto::Sha256(AsBytes(key_input));
+  const int64_t now =
+      std::chrono::duration_cast<std::chrono::seconds>(clock_->Now().time_since_epoch()).count();
+  if (digest.ok()) {
+    const std::string key(AsStringView(*digest));
+    MutexLock lock(&cache_->mutex);
+    auto it = cache_->entries.find(key);
+    if (it != cache_->entries.end()) {
+      if (now < it->second.expires_at + clock_skew_.count()) return it->second;
+      cache_->entries.erase(it);
+    }
+  }
+  StatusOr<Caller> caller = VerifyUncached(token, expected_audience, failure);
+  if (caller.ok() && digest.ok()) {
+    MutexLock lock(&cache_->mutex);
+    if (cache_->entries.size() >= Cache::kCapacity) cache_->entries.clear();
+    cache_->entries.emplace(std::string(AsStringView(*digest)), *caller);
+  }
+  return caller;
+}
+
+StatusOr<Caller> TokenVerifier::VerifyUncached(std::string_view bearer_token,
+                                               std::string_view expected_audience,
+                                               TokenVerifyFailure* failure) const {
   TokenVerifyFailure ignored;
   TokenVerifyFailure& why = failure != nullptr ? *failure : ignored;
   auto invalid = [&](crypto::JwtFailure detail) {

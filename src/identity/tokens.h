@@ -231,16 +231,22 @@ class TokenVerifier {
   // "https://vault.DOMAIN:PORT"; compared after NormalizeAudience). Unauthenticated with
   //   "the token is invalid", "the token has expired", or
   //   "the token is not for this resource: request a token for {audience}"
-  // and *failure (when not null) set.
+  // and *failure (when not null) set. Successes are cached (by a hash of the audience and the
+  // token) until the token expires, so a client's repeated requests cost one verification.
   StatusOr<Caller> Verify(std::string_view bearer_token, std::string_view expected_audience,
                           TokenVerifyFailure* failure = nullptr) const;
 
  private:
+  struct Cache;
+  StatusOr<Caller> VerifyUncached(std::string_view bearer_token, std::string_view expected_audience,
+                                  TokenVerifyFailure* failure) const;
+
   std::string issuer_;
   std::string tenant_id_;
   crypto::JwtKeySet keys_;
   const Clock* clock_;
   std::chrono::seconds clock_skew_;
+  std::shared_ptr<Cache> cache_;  // shared by copies of this verifier
 };
 
 }  // namespace keyfoundry::identity

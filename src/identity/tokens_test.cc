@@ -267,6 +267,20 @@ TEST_F(TokensTest, VerifyRefusesExpiredTokens) {
             UnauthenticatedError("the token has expired"));
 }
 
+// Verified tokens are cached per audience: a token accepted for the vault is still refused for
+// another resource afterwards, and a cached token still expires.
+TEST_F(TokensTest, CachedVerificationKeepsAudienceAndExpiry) {
+  const std::string token = IssueFor(user_);
+  ASSERT_TRUE(verifier_->Verify(token, kVault).ok());
+  ASSERT_TRUE(verifier_->Verify("Bearer " + token, kVault).ok());
+  TokenVerifyFailure failure;
+  EXPECT_FALSE(verifier_->Verify(token, kManagement, &failure).ok());
+  EXPECT_EQ(failure.rejection, TokenRejection::kWrongAudience);
+  clock_.Advance(seconds(3600 + 60));
+  EXPECT_EQ(verifier_->Verify(token, kVault).status(),
+            UnauthenticatedError("the token has expired"));
+}
+
 TEST_F(TokensTest, VerifyRefusesTokensNotYetValid) {
   // Issued by a clock two minutes ahead of the verifier's.
   FakeClock ahead(clock_.Now() + seconds(120));

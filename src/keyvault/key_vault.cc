@@ -597,6 +597,13 @@ KeyVault::KeyVault(storage::MetadataStore& store, VaultStore& vaults,
 
 KeyVault::~KeyVault() = default;
 
+Status KeyVault::Write(const storage::TransactionFn& fn) {
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  Status status = store_.Write(fn);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  return status;
+}
+
 StatusOr<Vault> KeyVault::Authorize(const AccessContext& ctx, std::string_view vault_name,
                                     KeyPermission permission, std::string_view key_name) const {
   ASSIGN_OR_RETURN(Vault vault, vaults_.Get(vault_name));
@@ -739,7 +746,7 @@ StatusOr<KeyVersion> KeyVault::StoreNewVersion(const Vault& vault, std::string_v
                                                std::string hsm_handle, bool allow_existing,
                                                const std::optional<RotationPolicy>& policy) {
   StoredVersion stored{version, std::move(sealed), std::move(hsm_handle)};
-  Status written = store_.Write([&](storage::Transaction& tx) -> Status {
+  Status written = Write([&](storage::Transaction& tx) -> Status {
     ASSIGN_OR_RETURN(auto record, ReadRecord(tx, vault.name, name));
     if (record && record->deleted_date) {
       return AlreadyExistsError("Key " + std::string(name) +
@@ -1001,7 +1008,7 @@ StatusOr<KeyVersion> KeyVault::UpdateKey(const AccessContext& ctx, std::string_v
           return BadParameter("tags must be an object of at most 15 string values.");
         }
         KeyVersion result;
-        RETURN_IF_ERROR(store_.Write([&](storage::Transaction& tx) -> Status {
+        RETURN_IF_ERROR(Write([&](storage::Transaction& tx) -> Status {
           ASSIGN_OR_RETURN(auto record, ReadRecord(tx, v.name, name));
           if (!record || record->deleted_date) return KeyNotFound(name);
           const std::string ver = version.empty() ? record->latest : ToLowerAscii(version);
@@ -1041,7 +1048,7 @@ StatusOr<DeletedKey> KeyVault::DeleteKey(const AccessContext& ctx, std::string_v
       ctx, "KeyDelete", vault, name, KeyPermission::kDelete,
       [&](const Vault& v) -> StatusOr<DeletedKey> {
         DeletedKey deleted;
-        RETURN_IF_ERROR(store_.Write([&](storage::Transaction& tx) -> Status {
+        RETURN_IF_ERROR(Write([&](storage::Transaction& tx) -> Status {
           ASSIGN_OR_RETURN(auto record, ReadRecord(tx, v.name, name));
           if (!record || record->deleted_date) return KeyNotFound(name);
           const int64_t now = UnixSeconds(clock_);
@@ -1131,7 +1138,7 @@ StatusOr<KeyVersion> KeyVault::RecoverDeletedKey(const AccessContext& ctx, std::
       ctx, "KeyRecover", vault, name, KeyPermission::kRecover,
       [&](const Vault& v) -> StatusOr<KeyVersion> {
         KeyVersion latest;
-        RETURN_IF_ERROR(store_.Write([&](storage::Transaction& tx) -> Status {
+        RETURN_IF_ERROR(Write([&](storage::Transaction& tx) -> Status {
           ASSIGN_OR_RETURN(auto record, ReadRecord(tx, v.name, name));
           if (!record || !record->deleted_date) {
             return NotFoundError("Deleted Key not found: " + std::string(name))
@@ -1156,7 +1163,7 @@ StatusOr<KeyVersion> KeyVault::RecoverDeletedKey(const AccessContext& ctx, std::
 Status KeyVault::DestroyMaterial(std::string_view vault, std::string_view name) {
   std::vector<std::string> handles;
   std::vector<std::string> versions;
-  RETURN_IF_ERROR(store_.Write([&](storage::Transaction& tx) -> Status {
+  RETURN_IF_ERROR(Write([&](storage::Transaction& tx) -> Status {
     handles.clear();
     versions.clear();
     const std::string prefix = RecordKey(vault, name) + "/";
@@ -1289,16 +1296,32 @@ StatusOr<KeyVersion> KeyVault::UsableVersion(std::string_view vault, std::string
                                              std::string_view version, KeyOperation op,
                                              std::string_view op_name) {
   if (!version.empty()) RETURN_IF_ERROR(ValidateVersion(version));
+  // Crypto operations read the same few versions over and over: a cache of what was read,
+  // used while no key write of this process happened since (the generation) and for at most
+  // kVersionCacheTtl (another node's change).
+  const std::string cache_key = VersionKey(vault, name, version);
+  const uint64_t generation = generation_.load(std::memory_order_acquire);
+  const auto read_at = std::chrono::steady_clock::now();
+  std::shared_ptr<const CachedVersion> cached = versions_.Get(cache_key);
   KeyVersion out;
-  RETURN_IF_ERROR(store_.Read([&](storage::Transaction& tx) -> Status {
-    ASSIGN_OR_RETURN(auto record, ReadRecord(tx, vault, name));
-    if (!record || record->deleted_date) return KeyNotFound(name);
-    ASSIGN_OR_RETURN(auto stored,
-                     ReadVersion(tx, vault, name, version.empty() ? record->latest : version));
-    if (!stored) return KeyNotFound(name, version);
-    out = std::move(stored->version);
-    return OkStatus();
-  }));
+  if (cached && cached->generation == generation && read_at - cached->loaded < kVersionCacheTtl) {
+    out = cached->version;
+  } else {
+    RETURN_IF_ERROR(store_.Read([&](storage::Transaction& tx) -> Status {
+      ASSIGN_OR_RETURN(auto record, ReadRecord(tx, vault, name));
+      if (!record || record->deleted_date) return KeyNotFound(name);
+      ASSIGN_OR_RETURN(auto stored,
+                       ReadVersion(tx, vault, name, version.empty() ? record->latest : version));
+      if (!stored) return KeyNotFound(name, version);
+      out = std::move(stored->version);
+      return OkStatus();
+    }));
+    if (generation_.load(std::memory_order_acquire) == generation) {
+      versions_.Erase(cache_key);
+      versions_.Put(cache_key,
+                    std::make_shared<const CachedVersion>(CachedVersion{out, generation, read_at}));
+    }
+  }
   const std::string what = "Operation " + std::string(op_name);
   if (!out.attributes.enabled) {
     return PermissionDeniedError(what + " is not allowed on a disabled key.")
@@ -1633,7 +1656,7 @@ StatusOr<RotationPolicy> KeyVault::SetRotationPolicy(const AccessContext& ctx,
             has_rotate = true;
           }
         }
-        RETURN_IF_ERROR(store_.Write([&](storage::Transaction& tx) -> Status {
+        RETURN_IF_ERROR(Write([&](storage::Transaction& tx) -> Status {
           ASSIGN_OR_RETURN(auto record, ReadRecord(tx, v.name, name));
           if (!record || record->deleted_date) return KeyNotFound(name);
           const int64_t now = UnixSeconds(clock_);
@@ -1716,7 +1739,7 @@ StatusOr<int> KeyVault::RunScheduledTasks() {
       if (rotated.ok()) ++actions;
     }
     if (d.notify) {
-      Status noted = store_.Write([&](storage::Transaction& tx) -> Status {
+      Status noted = Write([&](storage::Transaction& tx) -> Status {
         ASSIGN_OR_RETURN(auto record, ReadRecord(tx, d.vault, d.name));
         if (!record) return OkStatus();
         record->last_notified = now;
@@ -1870,7 +1893,7 @@ StatusOr<KeyVersion> KeyVault::RestoreKey(const AccessContext& ctx, std::string_
           return BadParameter("HSM keys restore only into a premium vault.");
         }
         KeyVersion result;
-        RETURN_IF_ERROR(store_.Write([&](storage::Transaction& tx) -> Status {
+        RETURN_IF_ERROR(Write([&](storage::Transaction& tx) -> Status {
           ASSIGN_OR_RETURN(auto record, ReadRecord(tx, v.name, name));
           if (record && record->deleted_date) {
             return AlreadyExistsError("Key " + name +

@@ -60,6 +60,8 @@
 #ifndef KEYFOUNDRY_KEYVAULT_KEY_VAULT_H_
 #define KEYFOUNDRY_KEYVAULT_KEY_VAULT_H_
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -357,6 +359,19 @@ class KeyVault {
   // public ones (validated). Versions never change their material; purges erase entries.
   LruCache<LoadedKey> private_keys_{kKeyCacheSize};
   LruCache<PublicKey> public_keys_{kKeyCacheSize};
+
+  // Every key write goes through Write, which bumps generation_ before and after; the cache of
+  // versions read for crypto operations (UsableVersion) trusts only entries of the current
+  // generation, for at most kVersionCacheTtl.
+  Status Write(const storage::TransactionFn& fn);
+  static constexpr std::chrono::seconds kVersionCacheTtl{1};
+  struct CachedVersion {
+    KeyVersion version;
+    uint64_t generation = 0;
+    std::chrono::steady_clock::time_point loaded;
+  };
+  std::atomic<uint64_t> generation_{0};
+  LruCache<CachedVersion> versions_{kKeyCacheSize};
 };
 
 }  // namespace keyfoundry::keyvault
