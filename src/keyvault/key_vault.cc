@@ -786,6 +786,43 @@ StatusOr<KeyVersion> KeyVault::StoreNewVersion(const Vault& vault, std::string_v
 
 namespace {
 
+// Fills v's public part and material from a private key made or imported here: sealed by the
+// root key for software types, moved into the token (non-extractable) for HSM types.
+Status Adopt(hsm::KeyProvider& hsm, const crypto::RsaPrivateKey& key, KeyVersion& v, Bytes& sealed,
+             std::string& handle) {
+  if (IsHsm(v.type)) {
+    ASSIGN_OR_RETURN(crypto::RsaPrivateComponents parts, key.Components());
+    ASSIGN_OR_RETURN(hsm::HsmKeyInfo info, hsm.ImportRsa(parts));
+    if (!info.rsa) return InternalError("the HSM returned no RSA public key");
+    v.rsa = *info.rsa;
+    v.hsm_platform = hsm.Platform();
+    handle = info.handle;
+    return OkStatus();
+  }
+  ASSIGN_OR_RETURN(crypto::RsaPublicKey pub, key.PublicKey());
+  ASSIGN_OR_RETURN(v.rsa, pub.Components());
+  ASSIGN_OR_RETURN(SecretBytes jwk, crypto::ToJwk(key));
+  ASSIGN_OR_RETURN(sealed, hsm.SealWithRoot(jwk, AsBytes(SealAad(v.vault, v.name, v.version))));
+  return OkStatus();
+}
+
+Status Adopt(hsm::KeyProvider& hsm, const crypto::EcPrivateKey& key, KeyVersion& v, Bytes& sealed,
+             std::string& handle) {
+  v.curve = key.curve();
+  ASSIGN_OR_RETURN(crypto::EcPublicKey pub, key.PublicKey());
+  ASSIGN_OR_RETURN(v.ec, pub.Coordinates());
+  if (IsHsm(v.type)) {
+    ASSIGN_OR_RETURN(SecretBytes d, key.PrivateScalar());
+    ASSIGN_OR_RETURN(hsm::HsmKeyInfo info, hsm.ImportEc(key.curve(), v.ec, d));
+    v.hsm_platform = hsm.Platform();
+    handle = info.handle;
+    return OkStatus();
+  }
+  ASSIGN_OR_RETURN(SecretBytes jwk, crypto::ToJwk(key));
+  ASSIGN_OR_RETURN(sealed, hsm.SealWithRoot(jwk, AsBytes(SealAad(v.vault, v.name, v.version))));
+  return OkStatus();
+}
+
 // Creates the key pair for `v` (type and size from params) and returns the sealed private
 // JWK (software) or fills the HSM handle.
 Status MakeMaterial(hsm::KeyProvider& hsm, const CreateKeyParams& params, KeyVersion& v,
@@ -808,11 +845,7 @@ Status MakeMaterial(hsm::KeyProvider& hsm, const CreateKeyParams& params, KeyVer
       return OkStatus();
     }
     ASSIGN_OR_RETURN(crypto::RsaPrivateKey key, crypto::RsaPrivateKey::Generate(bits));
-    ASSIGN_OR_RETURN(crypto::RsaPublicKey pub, key.PublicKey());
-    ASSIGN_OR_RETURN(v.rsa, pub.Components());
-    ASSIGN_OR_RETURN(SecretBytes jwk, crypto::ToJwk(key));
-    ASSIGN_OR_RETURN(sealed, hsm.SealWithRoot(jwk, AsBytes(SealAad(v.vault, v.name, v.version))));
-    return OkStatus();
+    return Adopt(hsm, key, v, sealed, handle);
   }
   if (params.key_size != 0) return BadParameter("key_size applies to RSA keys only.");
   crypto::EcCurve curve = params.curve.value_or(crypto::EcCurve::kP256);
@@ -826,11 +859,7 @@ Status MakeMaterial(hsm::KeyProvider& hsm, const CreateKeyParams& params, KeyVer
     return OkStatus();
   }
   ASSIGN_OR_RETURN(crypto::EcPrivateKey key, crypto::EcPrivateKey::Generate(curve));
-  ASSIGN_OR_RETURN(crypto::EcPublicKey pub, key.PublicKey());
-  ASSIGN_OR_RETURN(v.ec, pub.Coordinates());
-  ASSIGN_OR_RETURN(SecretBytes jwk, crypto::ToJwk(key));
-  ASSIGN_OR_RETURN(sealed, hsm.SealWithRoot(jwk, AsBytes(SealAad(v.vault, v.name, v.version))));
-  return OkStatus();
+  return Adopt(hsm, key, v, sealed, handle);
 }
 
 }  // namespace
@@ -863,44 +892,19 @@ StatusOr<KeyVersion> KeyVault::ImportKey(const AccessContext& ctx, std::string_v
         base.not_before = params.not_before;
         base.expires = params.expires;
         base.tags = params.tags;
-        Bytes sealed;
-        std::string handle;
-        if (auto* rsa = std::get_if<crypto::RsaPrivateKey>(&*parsed)) {
-          base.type = params.hsm ? KeyType::kRsaHsm : KeyType::kRsa;
-          ASSIGN_OR_RETURN(KeyVersion version, NewVersion(v, name, base));
-          if (params.hsm) {
-            ASSIGN_OR_RETURN(crypto::RsaPrivateComponents parts, rsa->Components());
-            ASSIGN_OR_RETURN(hsm::HsmKeyInfo info, hsm_.ImportRsa(parts));
-            if (!info.rsa) return InternalError("the HSM returned no RSA public key");
-            version.rsa = *info.rsa;
-            version.hsm_platform = hsm_.Platform();
-            handle = info.handle;
+        const auto* rsa = std::get_if<crypto::RsaPrivateKey>(&*parsed);
+        const auto* ec = std::get_if<crypto::EcPrivateKey>(&*parsed);
+        if (rsa != nullptr || ec != nullptr) {
+          if (rsa != nullptr) {
+            base.type = params.hsm ? KeyType::kRsaHsm : KeyType::kRsa;
           } else {
-            ASSIGN_OR_RETURN(crypto::RsaPublicKey pub, rsa->PublicKey());
-            ASSIGN_OR_RETURN(version.rsa, pub.Components());
-            ASSIGN_OR_RETURN(SecretBytes jwk, crypto::ToJwk(*rsa));
-            ASSIGN_OR_RETURN(
-                sealed, hsm_.SealWithRoot(jwk, AsBytes(SealAad(v.name, name, version.version))));
+            base.type = params.hsm ? KeyType::kEcHsm : KeyType::kEc;
           }
-          return StoreNewVersion(v, name, std::move(version), std::move(sealed), std::move(handle),
-                                 true, std::nullopt);
-        }
-        if (auto* ec = std::get_if<crypto::EcPrivateKey>(&*parsed)) {
-          base.type = params.hsm ? KeyType::kEcHsm : KeyType::kEc;
           ASSIGN_OR_RETURN(KeyVersion version, NewVersion(v, name, base));
-          version.curve = ec->curve();
-          ASSIGN_OR_RETURN(crypto::EcPublicKey pub, ec->PublicKey());
-          ASSIGN_OR_RETURN(version.ec, pub.Coordinates());
-          if (params.hsm) {
-            ASSIGN_OR_RETURN(SecretBytes d, ec->PrivateScalar());
-            ASSIGN_OR_RETURN(hsm::HsmKeyInfo info, hsm_.ImportEc(ec->curve(), version.ec, d));
-            version.hsm_platform = hsm_.Platform();
-            handle = info.handle;
-          } else {
-            ASSIGN_OR_RETURN(SecretBytes jwk, crypto::ToJwk(*ec));
-            ASSIGN_OR_RETURN(
-                sealed, hsm_.SealWithRoot(jwk, AsBytes(SealAad(v.name, name, version.version))));
-          }
+          Bytes sealed;
+          std::string handle;
+          RETURN_IF_ERROR(rsa != nullptr ? Adopt(hsm_, *rsa, version, sealed, handle)
+                                         : Adopt(hsm_, *ec, version, sealed, handle));
           return StoreNewVersion(v, name, std::move(version), std::move(sealed), std::move(handle),
                                  true, std::nullopt);
         }

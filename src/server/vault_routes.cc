@@ -222,6 +222,19 @@ StatusOr<CommonAttributes> ParseAttributes(const json& body) {
   return out;
 }
 
+// The fields a new key takes from its request: key_ops (from `ops_source`: the body for a
+// create, the JWK for an import), attributes and tags.
+template <typename Params>
+Status ParseNewKeyFields(const json& body, const json& ops_source, Params& params) {
+  ASSIGN_OR_RETURN(params.key_ops, ParseOps(ops_source));
+  ASSIGN_OR_RETURN(CommonAttributes attributes, ParseAttributes(body));
+  params.enabled = attributes.enabled;
+  if (attributes.not_before) params.not_before = *attributes.not_before;
+  if (attributes.expires) params.expires = *attributes.expires;
+  ASSIGN_OR_RETURN(params.tags, ParseTags(body));
+  return OkStatus();
+}
+
 StatusOr<Bytes> ParseValue(const json& body, const char* field = "value") {
   if (!body.contains(field) || !body[field].is_string()) {
     return BadBody(std::string("The request needs '") + field + "', a base64url string.");
@@ -425,17 +438,9 @@ Response CreateKey(Call& c) {
                                         "': use P-256, P-384 or P-521 (P-256K is not offered)."));
     }
   }
-  StatusOr<std::optional<std::vector<keyvault::KeyOperation>>> ops = ParseOps(*body);
-  if (!ops.ok()) return ErrorResponse(c.r, ops.status());
-  params.key_ops = *ops;
-  StatusOr<CommonAttributes> attributes = ParseAttributes(*body);
-  if (!attributes.ok()) return ErrorResponse(c.r, attributes.status());
-  params.enabled = attributes->enabled;
-  if (attributes->not_before) params.not_before = *attributes->not_before;
-  if (attributes->expires) params.expires = *attributes->expires;
-  StatusOr<json> tags = ParseTags(*body);
-  if (!tags.ok()) return ErrorResponse(c.r, tags.status());
-  params.tags = *tags;
+  if (Status fields = ParseNewKeyFields(*body, *body, params); !fields.ok()) {
+    return ErrorResponse(c.r, fields);
+  }
   if (body->contains("release_policy") && !(*body)["release_policy"].is_null()) {
     return ErrorResponse(c.r, BadBody("Key release policies are not supported by this vault."));
   }
@@ -461,17 +466,9 @@ Response ImportKey(Call& c) {
     }
     key["kty"] = kty.substr(0, kty.size() - 4);
   }
-  StatusOr<std::optional<std::vector<keyvault::KeyOperation>>> ops = ParseOps(key);
-  if (!ops.ok()) return ErrorResponse(c.r, ops.status());
-  params.key_ops = *ops;
-  StatusOr<CommonAttributes> attributes = ParseAttributes(*body);
-  if (!attributes.ok()) return ErrorResponse(c.r, attributes.status());
-  params.enabled = attributes->enabled;
-  if (attributes->not_before) params.not_before = *attributes->not_before;
-  if (attributes->expires) params.expires = *attributes->expires;
-  StatusOr<json> tags = ParseTags(*body);
-  if (!tags.ok()) return ErrorResponse(c.r, tags.status());
-  params.tags = *tags;
+  if (Status fields = ParseNewKeyFields(*body, key, params); !fields.ok()) {
+    return ErrorResponse(c.r, fields);
+  }
   std::string text = key.dump();
   params.jwk = SecretBytes(AsBytes(text), InsecureSecretAccess());
   SecureZero(std::span<uint8_t>(reinterpret_cast<uint8_t*>(text.data()), text.size()));
