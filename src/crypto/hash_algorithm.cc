@@ -29,13 +29,18 @@ size_t HashSize(HashAlgorithm hash) {
 }
 
 StatusOr<Bytes> Digest(HashAlgorithm hash, ByteView data) {
-  const char* name = HashName(hash);
-  if (name == nullptr) return InvalidArgumentError("unknown hash algorithm");
-  EvpMdPtr md(EVP_MD_fetch(nullptr, name, nullptr));
+  // Each algorithm is fetched once: an explicit fetch avoids OpenSSL's implicit fetch (a lookup
+  // under a lock) on every call, which matters on hot paths (the audit log's hash chain, token
+  // caching). Never freed, like any static.
+  static EVP_MD* const kFetched[] = {EVP_MD_fetch(nullptr, "SHA256", nullptr),
+                                     EVP_MD_fetch(nullptr, "SHA384", nullptr),
+                                     EVP_MD_fetch(nullptr, "SHA512", nullptr)};
+  if (HashName(hash) == nullptr) return InvalidArgumentError("unknown hash algorithm");
+  EVP_MD* md = kFetched[static_cast<int>(hash) - 1];
   if (md == nullptr) return OsslError(StatusCode::kInternal, "digest unavailable");
   Bytes out(HashSize(hash));
   unsigned int size = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &size, md.get(), nullptr) != 1 ||
+  if (EVP_Digest(data.data(), data.size(), out.data(), &size, md, nullptr) != 1 ||
       size != out.size()) {
     return OsslError(StatusCode::kInternal, "digest failed");
   }

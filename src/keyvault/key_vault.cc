@@ -364,6 +364,36 @@ std::string_view PermissionAction(KeyPermission permission) {
   return "";
 }
 
+// Whether an operation needing `permission` changes the vault (its audit record must be
+// durable before the answer) or only uses a key.
+bool IsChange(KeyPermission permission) {
+  switch (permission) {
+    case KeyPermission::kEncrypt:
+    case KeyPermission::kDecrypt:
+    case KeyPermission::kWrapKey:
+    case KeyPermission::kUnwrapKey:
+    case KeyPermission::kSign:
+    case KeyPermission::kVerify:
+    case KeyPermission::kGet:
+    case KeyPermission::kList:
+    case KeyPermission::kGetRotationPolicy:
+      return false;
+    case KeyPermission::kCreate:
+    case KeyPermission::kUpdate:
+    case KeyPermission::kImport:
+    case KeyPermission::kDelete:
+    case KeyPermission::kBackup:
+    case KeyPermission::kRestore:
+    case KeyPermission::kRecover:
+    case KeyPermission::kPurge:
+    case KeyPermission::kRelease:
+    case KeyPermission::kRotate:
+    case KeyPermission::kSetRotationPolicy:
+      return true;
+  }
+  return true;
+}
+
 std::string CallerText(const AccessContext& ctx) {
   return "appid=" + (ctx.app_id.empty() ? std::string("-") : ctx.app_id) + ";oid=" + ctx.object_id +
          ";iss=tenant/" + ctx.tenant_id;
@@ -643,8 +673,8 @@ StatusOr<Vault> KeyVault::Authorize(const AccessContext& ctx, std::string_view v
 }
 
 void KeyVault::Audit(const AccessContext& ctx, std::string_view operation,
-                     std::string_view resource, std::string_view key_id,
-                     const Status& status) const {
+                     std::string_view resource, std::string_view key_id, const Status& status,
+                     bool durable) const {
   if (audit_ == nullptr) return;
   audit::AuditEvent event;
   event.operation = std::string(operation);
@@ -663,12 +693,7 @@ void KeyVault::Audit(const AccessContext& ctx, std::string_view operation,
   }
   // Changes wait for their record to commit; uses (reads, crypto) queue theirs, so the disk's
   // commit rate does not bound them (AuditLog::Record).
-  static constexpr std::string_view kUses[] = {
-      "KeyGet",         "KeyList",    "KeyListVersions", "KeyGetDeleted",
-      "KeyListDeleted", "KeyEncrypt", "KeyDecrypt",      "KeyWrap",
-      "KeyUnwrap",      "KeySign",    "KeyVerify",       "KeyGetRotationPolicy"};
-  const bool use = std::find(std::begin(kUses), std::end(kUses), operation) != std::end(kUses);
-  Status appended = use ? audit_->Record(std::move(event)) : audit_->Append(std::move(event));
+  Status appended = durable ? audit_->Append(std::move(event)) : audit_->Record(std::move(event));
   if (!appended.ok()) {
     Log(LogLevel::kError, "audit.append_failed",
         {{"operation", std::string(operation)}, {"error", appended.ToString()}});
@@ -702,7 +727,7 @@ StatusOr<T> KeyVault::Run(const AccessContext& ctx, std::string_view operation,
   }
   if (kid.empty() && !name.empty()) kid = ctx.base_url + "/keys/" + std::string(name);
   Audit(ctx, operation, resource_id.empty() ? vault : std::string_view(resource_id), kid,
-        result.status());
+        result.status(), IsChange(permission));
   return result;
 }
 
@@ -864,6 +889,49 @@ Status MakeMaterial(hsm::KeyProvider& hsm, const CreateKeyParams& params, KeyVer
 
 }  // namespace
 
+namespace {
+
+// maxresults as a page size: 1..kMaxPageSize, 0 for the default (the most).
+StatusOr<size_t> PageLimit(int max_results) {
+  if (max_results < 0 || max_results > KeyVault::kMaxPageSize) {
+    return BadParameter("maxresults must be between 1 and 25.");
+  }
+  return max_results == 0 ? size_t{KeyVault::kMaxPageSize} : static_cast<size_t>(max_results);
+}
+
+// One page of a vault's keys, live or soft-deleted (`deleted`), in name order after `token`:
+// `make` turns each key's record and latest version into an item. The next token is the
+// lower-case name of the page's last key, set only when another key follows.
+template <typename Item, typename Make>
+Status PageKeyRecords(storage::Transaction& tx, std::string_view vault, std::string_view token,
+                      size_t limit, bool deleted, Page<Item>& page, Make make) {
+  constexpr size_t kChunk = 200;
+  page.items.clear();
+  page.next_token.clear();
+  const std::string prefix = ToLowerAscii(vault) + "/";
+  std::string cursor = token.empty() ? "" : prefix + ToLowerAscii(token);
+  std::string last_taken;
+  for (;;) {
+    ASSIGN_OR_RETURN(auto records, tx.Scan(kKeysTable, prefix, cursor, kChunk));
+    for (const auto& rec : records) {
+      cursor = rec.key;
+      ASSIGN_OR_RETURN(KeyRecord r, KeyRecord::FromBytes(rec.value));
+      if (r.deleted_date.has_value() != deleted) continue;
+      if (page.items.size() == limit) {
+        page.next_token = last_taken;
+        return OkStatus();
+      }
+      ASSIGN_OR_RETURN(auto stored, ReadVersion(tx, vault, r.name, r.latest));
+      if (!stored) continue;
+      page.items.push_back(make(r, std::move(stored->version)));
+      last_taken = rec.key.substr(prefix.size());
+    }
+    if (records.size() < kChunk) return OkStatus();
+  }
+}
+
+}  // namespace
+
 StatusOr<KeyVersion> KeyVault::CreateKey(const AccessContext& ctx, std::string_view vault,
                                          std::string_view name, const CreateKeyParams& params) {
   return Run<KeyVersion>(ctx, "KeyCreate", vault, name, KeyPermission::kCreate,
@@ -938,31 +1006,11 @@ StatusOr<Page<KeyVersion>> KeyVault::ListKeys(const AccessContext& ctx, std::str
   return Run<Page<KeyVersion>>(
       ctx, "KeyList", vault, "", KeyPermission::kList,
       [&](const Vault& v) -> StatusOr<Page<KeyVersion>> {
-        if (max_results < 0 || max_results > kMaxPageSize) {
-          return BadParameter("maxresults must be between 1 and 25.");
-        }
-        const size_t limit = max_results == 0 ? kMaxPageSize : static_cast<size_t>(max_results);
-        const std::string prefix = ToLowerAscii(v.name) + "/";
+        ASSIGN_OR_RETURN(size_t limit, PageLimit(max_results));
         Page<KeyVersion> page;
         RETURN_IF_ERROR(store_.Read([&](storage::Transaction& tx) -> Status {
-          page.items.clear();
-          page.next_token.clear();
-          std::string cursor = token.empty() ? "" : prefix + ToLowerAscii(token);
-          for (;;) {
-            ASSIGN_OR_RETURN(auto records, tx.Scan(kKeysTable, prefix, cursor, 200));
-            for (const auto& rec : records) {
-              cursor = rec.key;
-              ASSIGN_OR_RETURN(KeyRecord r, KeyRecord::FromBytes(rec.value));
-              if (r.deleted_date) continue;
-              if (page.items.size() == limit) {
-                page.next_token = ToLowerAscii(page.items.back().name);
-                return OkStatus();
-              }
-              ASSIGN_OR_RETURN(auto stored, ReadVersion(tx, v.name, r.name, r.latest));
-              if (stored) page.items.push_back(std::move(stored->version));
-            }
-            if (records.size() < 200) return OkStatus();
-          }
+          return PageKeyRecords(tx, v.name, token, limit, /*deleted=*/false, page,
+                                [](const KeyRecord&, KeyVersion latest) { return latest; });
         }));
         return page;
       });
@@ -974,10 +1022,7 @@ StatusOr<Page<KeyVersion>> KeyVault::ListVersions(const AccessContext& ctx, std:
   return Run<Page<KeyVersion>>(
       ctx, "KeyListVersions", vault, name, KeyPermission::kList,
       [&](const Vault& v) -> StatusOr<Page<KeyVersion>> {
-        if (max_results < 0 || max_results > kMaxPageSize) {
-          return BadParameter("maxresults must be between 1 and 25.");
-        }
-        const size_t limit = max_results == 0 ? kMaxPageSize : static_cast<size_t>(max_results);
+        ASSIGN_OR_RETURN(size_t limit, PageLimit(max_results));
         const std::string prefix = RecordKey(v.name, name) + "/";
         Page<KeyVersion> page;
         RETURN_IF_ERROR(store_.Read([&](storage::Transaction& tx) -> Status {
@@ -1103,34 +1148,14 @@ StatusOr<Page<DeletedKey>> KeyVault::ListDeletedKeys(const AccessContext& ctx,
   return Run<Page<DeletedKey>>(
       ctx, "KeyListDeleted", vault, "", KeyPermission::kList,
       [&](const Vault& v) -> StatusOr<Page<DeletedKey>> {
-        if (max_results < 0 || max_results > kMaxPageSize) {
-          return BadParameter("maxresults must be between 1 and 25.");
-        }
-        const size_t limit = max_results == 0 ? kMaxPageSize : static_cast<size_t>(max_results);
-        const std::string prefix = ToLowerAscii(v.name) + "/";
+        ASSIGN_OR_RETURN(size_t limit, PageLimit(max_results));
         Page<DeletedKey> page;
         RETURN_IF_ERROR(store_.Read([&](storage::Transaction& tx) -> Status {
-          page.items.clear();
-          page.next_token.clear();
-          std::string cursor = token.empty() ? "" : prefix + std::string(token);
-          for (;;) {
-            ASSIGN_OR_RETURN(auto records, tx.Scan(kKeysTable, prefix, cursor, 200));
-            for (const auto& rec : records) {
-              cursor = rec.key;
-              ASSIGN_OR_RETURN(KeyRecord r, KeyRecord::FromBytes(rec.value));
-              if (!r.deleted_date) continue;
-              if (page.items.size() == limit) {
-                // There is at least one more: the next page starts after the last one given.
-                page.next_token = ToLowerAscii(page.items.back().latest.name);
-                return OkStatus();
-              }
-              ASSIGN_OR_RETURN(auto stored, ReadVersion(tx, v.name, r.name, r.latest));
-              if (!stored) continue;
-              page.items.push_back(
-                  {std::move(stored->version), *r.deleted_date, r.scheduled_purge_date});
-            }
-            if (records.size() < 200) return OkStatus();
-          }
+          return PageKeyRecords(
+              tx, v.name, token, limit, /*deleted=*/true, page,
+              [](const KeyRecord& r, KeyVersion latest) {
+                return DeletedKey{std::move(latest), *r.deleted_date, r.scheduled_purge_date};
+              });
         }));
         return page;
       });
@@ -1724,7 +1749,7 @@ StatusOr<int> KeyVault::RunScheduledTasks() {
     system.correlation_id = "scheduler";
     if (d.purge) {
       Status purged = DestroyMaterial(d.vault, d.name);
-      Audit(system, "KeyPurgeScheduled", d.vault, "keys/" + d.name, purged);
+      Audit(system, "KeyPurgeScheduled", d.vault, "keys/" + d.name, purged, true);
       if (purged.ok()) {
         events_.Publish(
             {VaultEventType::kKeyPurged, ToLowerAscii(d.vault), ToLowerAscii(d.name), ""});
@@ -1739,7 +1764,7 @@ StatusOr<int> KeyVault::RunScheduledTasks() {
       StatusOr<KeyVersion> rotated = RotateNow(*v, d.name);
       Audit(system, "KeyRotateScheduled", d.vault,
             rotated.ok() ? "keys/" + rotated->name + "/" + rotated->version : "keys/" + d.name,
-            rotated.status());
+            rotated.status(), true);
       if (rotated.ok()) ++actions;
     }
     if (d.notify) {
@@ -1749,7 +1774,7 @@ StatusOr<int> KeyVault::RunScheduledTasks() {
         record->last_notified = now;
         return WriteJson(tx, kKeysTable, RecordKey(d.vault, d.name), record->ToJson());
       });
-      Audit(system, "KeyNearExpiry", d.vault, "keys/" + d.name, noted);
+      Audit(system, "KeyNearExpiry", d.vault, "keys/" + d.name, noted, true);
       Log(LogLevel::kInfo, "key.near_expiry", {{"vault", d.vault}, {"key", d.name}});
       if (noted.ok()) ++actions;
     }
@@ -1765,7 +1790,7 @@ StatusOr<int> KeyVault::RunScheduledTasks() {
       Status purged = vaults_.CanPurge(v.name);
       if (purged.ok()) purged = PurgeAllKeys(v.name);
       if (purged.ok()) purged = vaults_.Purge(v.name);
-      Audit(system, "VaultPurgeScheduled", v.ResourceId(), "", purged);
+      Audit(system, "VaultPurgeScheduled", v.ResourceId(), "", purged, true);
       if (purged.ok()) {
         events_.Publish({VaultEventType::kVaultPurged, ToLowerAscii(v.name), "", ""});
         ++actions;

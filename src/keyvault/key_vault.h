@@ -322,9 +322,9 @@ class KeyVault {
   StatusOr<Vault> Authorize(const AccessContext& ctx, std::string_view vault,
                             KeyPermission permission, std::string_view key_name) const;
   // One audit record; `resource` is the vault's resource id (its name when the vault is
-  // unknown).
+  // unknown). `durable`: wait for the record to commit (changes); else queue it (key uses).
   void Audit(const AccessContext& ctx, std::string_view operation, std::string_view resource,
-             std::string_view key_id, const Status& status) const;
+             std::string_view key_id, const Status& status, bool durable) const;
   template <typename T, typename Fn>
   StatusOr<T> Run(const AccessContext& ctx, std::string_view operation, std::string_view vault,
                   std::string_view name, KeyPermission permission, Fn fn);

@@ -228,7 +228,8 @@ StatusOr<size_t> Top(const Request& request) {
 
 // ---------------------------------------------------------------- resource groups
 
-Response PutResourceGroup(const Services& s, Request& r) {
+// PUT creates or replaces a group (201 / 200); PATCH (`patch`) merges into an existing one.
+Response WriteResourceGroup(const Services& s, Request& r, bool patch) {
   return WithSubscription(s, r, [&](const Caller& caller) {
     const std::string name = r.params["resourceGroupName"];
     const std::string scope = GroupScope(s, name);
@@ -246,6 +247,7 @@ Response PutResourceGroup(const Services& s, Request& r) {
       if (!existing.ok() && existing.status().code() != StatusCode::kNotFound) {
         return InternalFailure(r, existing.status());
       }
+      if (patch && !existing.ok()) return ResourceGroupNotFound(name);
       ResourceGroup base;
       if (existing.ok()) {
         base = *existing;
@@ -254,7 +256,7 @@ Response PutResourceGroup(const Services& s, Request& r) {
         base.name = name;
         base.created_by = caller.object_id;
       }
-      StatusOr<ResourceGroup> group = management::ResourceGroupFromArm(*body, base, false);
+      StatusOr<ResourceGroup> group = management::ResourceGroupFromArm(*body, base, patch);
       if (!group.ok()) return ErrorResponse(r, group.status());
       group->updated_by = caller.object_id;
       bool created = false;
@@ -263,37 +265,6 @@ Response PutResourceGroup(const Services& s, Request& r) {
       LogChange(r, caller, created ? "resource_group.created" : "resource_group.updated",
                 stored->ResourceId());
       return http::Json(created ? 201 : 200, management::ResourceGroupToArm(*stored));
-    }());
-  });
-}
-
-Response PatchResourceGroup(const Services& s, Request& r) {
-  return WithSubscription(s, r, [&](const Caller& caller) {
-    const std::string name = r.params["resourceGroupName"];
-    const std::string scope = GroupScope(s, name);
-    return Audited(s, r, caller, "ResourceGroupWrite", scope, [&]() -> Response {
-      if (Status valid = management::ValidateResourceGroupName(name); !valid.ok()) {
-        return ErrorResponse(r, valid);
-      }
-      StatusOr<Json> body = ParseJsonBody(r);
-      if (!body.ok()) return ErrorResponse(r, body.status());
-      if (auto denied = Authorize(s, caller, scope,
-                                  "Microsoft.Resources/subscriptions/resourceGroups/write")) {
-        return *denied;
-      }
-      StatusOr<ResourceGroup> existing = s.resource_groups->Get(s.subscription_id, name);
-      if (!existing.ok()) {
-        return existing.status().code() == StatusCode::kNotFound
-                   ? ResourceGroupNotFound(name)
-                   : InternalFailure(r, existing.status());
-      }
-      StatusOr<ResourceGroup> group = management::ResourceGroupFromArm(*body, *existing, true);
-      if (!group.ok()) return ErrorResponse(r, group.status());
-      group->updated_by = caller.object_id;
-      StatusOr<ResourceGroup> stored = s.resource_groups->Put(*group);
-      if (!stored.ok()) return ErrorResponse(r, stored.status());
-      LogChange(r, caller, "resource_group.updated", stored->ResourceId());
-      return http::Json(200, management::ResourceGroupToArm(*stored));
     }());
   });
 }
@@ -813,9 +784,9 @@ void AddVaultManagementRoutes(http::Router& router, std::shared_ptr<Services> se
   router.Add("GET", "*", "/subscriptions/{subscriptionId}/resourceGroups",
              [s](Request& r) { return ListResourceGroups(*s, r); });
   router.Add(
-      "PUT", "*", group_path, [s](Request& r) { return PutResourceGroup(*s, r); }, small);
+      "PUT", "*", group_path, [s](Request& r) { return WriteResourceGroup(*s, r, false); }, small);
   router.Add(
-      "PATCH", "*", group_path, [s](Request& r) { return PatchResourceGroup(*s, r); }, small);
+      "PATCH", "*", group_path, [s](Request& r) { return WriteResourceGroup(*s, r, true); }, small);
   router.Add("GET", "*", group_path, [s](Request& r) { return GetResourceGroup(*s, r, false); });
   router.Add("HEAD", "*", group_path, [s](Request& r) { return GetResourceGroup(*s, r, true); });
   router.Add("DELETE", "*", group_path, [s](Request& r) { return DeleteResourceGroup(*s, r); });
