@@ -7,9 +7,12 @@
 #define KEYFOUNDRY_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "common/secret_bytes.h"
 #include "common/status.h"
@@ -62,19 +65,36 @@ class Client {
   // JSON unless null. A non-2xx answer becomes an error carrying the envelope's code and
   // message ("AuthorizationFailed: ..."), and the inner error's code when there is one
   // ("Forbidden (AccessDenied): ...", as the key vault data plane answers a 403).
+  // `headers` are added (an api-key, say); with an empty token no Authorization is sent.
   StatusOr<ApiResult> Call(const std::string& method, const std::string& path,
-                           const AccessToken& token, const nlohmann::json& body = nullptr);
+                           const AccessToken& token, const nlohmann::json& body = nullptr,
+                           const std::vector<std::pair<std::string, std::string>>& headers = {});
 
   // The same with a JSON body that is a secret (a private JWK to import): the request's copy of
   // it is wiped once sent. The answer must not echo secrets (the keys API's never does).
   StatusOr<ApiResult> CallWithSecretBody(const std::string& method, const std::string& path,
                                          const AccessToken& token, const SecretBytes& json_body);
 
+  // Streams a request body of `size` bytes from `source` (each call fills a prefix of its
+  // buffer and returns its length) with `content_type`, and returns the JSON answer. For file
+  // uploads of any size in bounded memory. `headers` are added (an api-key, say).
+  StatusOr<ApiResult> Upload(const std::string& path, const AccessToken& token,
+                             const std::string& content_type, uint64_t size,
+                             std::function<StatusOr<size_t>(std::span<uint8_t>)> source,
+                             const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+  // GETs `path` and streams a 2xx body to `sink` piece by piece. A non-2xx answer is an error
+  // as Call's.
+  Status Download(const std::string& path, const AccessToken& token,
+                  std::function<Status(std::string_view)> sink,
+                  const std::vector<std::pair<std::string, std::string>>& headers = {});
+
   const ClientOptions& options() const { return options_; }
 
  private:
   StatusOr<ApiResult> Send(const std::string& method, const std::string& path,
-                           const AccessToken& token, std::string* body);
+                           const AccessToken& token, std::string* body,
+                           const std::vector<std::pair<std::string, std::string>>& headers = {});
 
   ClientOptions options_;
 };

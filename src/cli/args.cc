@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "common/clock.h"
 #include "common/encoding.h"
 #include "common/strings.h"
 
@@ -116,15 +117,6 @@ StatusOr<int64_t> ParseTime(std::string_view flag, std::string_view text) {
   return InvalidArgumentError(std::string(flag) + ": '" + std::string(text) +
                               "' is not a time; give ISO 8601 (2030-01-31T12:00:00Z) or unix "
                               "seconds");
-}
-
-std::string FormatTime(int64_t unix_seconds) {
-  const time_t t = static_cast<time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  const size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return std::string(buf, n);
 }
 
 StatusOr<Bytes> DecodeBase64Argument(std::string_view flag, std::string_view text) {

@@ -13,6 +13,7 @@
 
 #include "cli/profile.h"
 #include "common/bytes.h"
+#include "common/clock.h"
 #include "common/status.h"
 #include "keyfoundry/client.h"
 
@@ -26,6 +27,8 @@ void AddGroupCommands(CLI::App& app);     // group.cc
 void AddKeyVaultCommands(CLI::App& app);  // keyvault.cc; it adds `keyvault key` from key.cc
 void AddKeyCommands(CLI::App& keyvault);  // key.cc
 void AddAuditCommands(CLI::App& app);     // audit.cc
+void AddCognitiveServicesCommands(CLI::App& app);  // cognitiveservices.cc
+void AddOpenAiCommands(CLI::App& app);             // openai.cc
 void AddOutputOption(CLI::App& app);      // output.cc: the global -o/--output
 
 // The signed-in profile, a client and a valid token: for the control plane (OpenSession) or
@@ -41,6 +44,9 @@ StatusOr<Session> OpenSession();
 // profile's --connect-address, else to the server's own address when that is an IP literal or
 // "localhost", since vault host names often do not resolve (README "Reaching the server").
 StatusOr<Session> OpenVaultSession(const std::string& vault_name);
+// The same for AI account `account_name`'s data plane: https://{account}.openai.DOMAIN:PORT,
+// with a token for https://cognitiveservices.DOMAIN.
+StatusOr<Session> OpenAccountSession(const std::string& account_name);
 
 // The object id (the `oid` claim) of the signed-in identity, read from its token.
 StatusOr<std::string> SignedInObjectId(const Session& session);
@@ -87,7 +93,7 @@ StatusOr<bool> ParseBool(std::string_view flag, std::string_view text);
 // A time given as ISO 8601 ("2030-01-31", "2030-01-31T12:00:00Z", "...+02:00") or as unix
 // seconds, in unix seconds.
 StatusOr<int64_t> ParseTime(std::string_view flag, std::string_view text);
-std::string FormatTime(int64_t unix_seconds);  // "2030-01-31T12:00:00Z"
+// FormatIso8601 (common/clock.h) formats times.
 // Bytes given in base64 (standard or URL alphabet, padded or not).
 StatusOr<Bytes> DecodeBase64Argument(std::string_view flag, std::string_view text);
 
@@ -102,6 +108,8 @@ inline constexpr const char* kResourcesApiVersion = "2022-09-01";
 inline constexpr const char* kKeyVaultApiVersion = "2023-07-01";
 inline constexpr const char* kKeysApiVersion = "7.5";
 inline constexpr const char* kAuditApiVersion = "2024-01-01";
+inline constexpr const char* kCognitiveServicesApiVersion = "2024-10-01";
+inline constexpr const char* kOpenAiApiVersion = "2024-10-21";
 
 }  // namespace keyfoundry::cli
 

@@ -91,13 +91,18 @@ Status Login(const LoginOptions& options) {
     return InternalError("the server's /metadata/endpoints names no keyVaultDns suffix");
   }
   if (!options.service_principal) {
-    StatusOr<AccessToken> vault_token =
-        client.TokenForUser(options.tenant, options.username, password, VaultScope(profile));
-    if (vault_token.ok()) {
-      profile.tokens[VaultScope(profile)] = {vault_token->token, vault_token->expires_on};
-    } else {
-      std::cerr << "WARNING: no token for the key vaults (" << vault_token.status().message()
-                << "): `kf keyvault key` commands will fail until the next `kf login`\n";
+    const std::pair<std::string, const char*> data_planes[] = {
+        {VaultScope(profile), "the key vaults (`kf keyvault key`)"},
+        {CognitiveServicesScope(profile), "the AI accounts' data plane (`kf openai`)"}};
+    for (const auto& [plane_scope, what] : data_planes) {
+      StatusOr<AccessToken> plane_token =
+          client.TokenForUser(options.tenant, options.username, password, plane_scope);
+      if (plane_token.ok()) {
+        profile.tokens[plane_scope] = {plane_token->token, plane_token->expires_on};
+      } else {
+        std::cerr << "WARNING: no token for " << what << " (" << plane_token.status().message()
+                  << "): those commands will fail until the next `kf login`\n";
+      }
     }
   }
 

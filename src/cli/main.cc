@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
   keyfoundry::cli::AddGroupCommands(app);
   keyfoundry::cli::AddKeyVaultCommands(app);
   keyfoundry::cli::AddAuditCommands(app);
+  keyfoundry::cli::AddCognitiveServicesCommands(app);
+  keyfoundry::cli::AddOpenAiCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -106,7 +106,7 @@ Column TimeField(std::string heading, const std::string& json_pointer) {
             if (!row.contains(pointer) || !row.at(pointer).is_number_integer()) {
               return nlohmann::json();
             }
-            return nlohmann::json(FormatTime(row.at(pointer).get<int64_t>()));
+            return nlohmann::json(FormatIso8601(row.at(pointer).get<int64_t>()));
           }};
 }
 

@@ -38,6 +38,16 @@ std::string VaultScope(const Profile& profile) {
   return "https://" + profile.vault_dns_suffix + "/.default";
 }
 
+std::string ProfileDomain(const Profile& profile) {
+  constexpr std::string_view kVault = "vault.";
+  const std::string& suffix = profile.vault_dns_suffix;
+  return suffix.rfind(kVault, 0) == 0 ? suffix.substr(kVault.size()) : suffix;
+}
+
+std::string CognitiveServicesScope(const Profile& profile) {
+  return "https://cognitiveservices." + ProfileDomain(profile) + "/.default";
+}
+
 std::string ConfigDir() {
   if (const char* dir = std::getenv("KEYFOUNDRY_CONFIG_DIR"); dir && *dir) return dir;
   const char* home = std::getenv("HOME");

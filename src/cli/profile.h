@@ -41,6 +41,10 @@ struct Profile {
 
 // The scope of tokens for the key vaults' data plane: https://vault.DOMAIN/.default.
 std::string VaultScope(const Profile& profile);
+// The deployment's domain ("localhost"), from the vault suffix "vault.DOMAIN".
+std::string ProfileDomain(const Profile& profile);
+// The scope of tokens for the AI data plane: https://cognitiveservices.DOMAIN/.default.
+std::string CognitiveServicesScope(const Profile& profile);
 
 // The folder kf keeps its state in.
 std::string ConfigDir();

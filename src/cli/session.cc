@@ -101,43 +101,75 @@ StatusOr<Session> OpenSession() {
   return session;
 }
 
-StatusOr<Session> OpenVaultSession(const std::string& vault_name) {
-  if (vault_name.empty()) return InvalidArgumentError("give the vault's name with --vault-name");
-  for (char c : vault_name) {
-    const bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-    if (!ok) {
-      return InvalidArgumentError("'" + vault_name +
-                                  "' is not a vault name: letters, digits and hyphens only");
-    }
-  }
+namespace {
+
+// A client for https://{label}.{suffix}:PORT (the server's port) with a token for `scope`.
+StatusOr<Session> OpenDataPlaneSession(const std::string& label, const std::string& suffix,
+                                       const std::string& scope, std::string_view what,
+                                       Profile profile, std::string ca) {
   Session session;
-  ASSIGN_OR_RETURN(auto loaded, LoadProfileAndCa());
-  session.profile = std::move(loaded.first);
-  if (session.profile.vault_dns_suffix.empty()) {
-    return FailedPreconditionError(
-        "the profile does not name the deployment's vault domain: run "
-        "`kf login` again");
-  }
-  // Tokens come from the server itself, whatever the vault's host name resolves to.
-  ClientOptions server_options{session.profile.server, loaded.second, std::nullopt};
+  session.profile = std::move(profile);
+  // Tokens come from the server itself, whatever the data plane's host name resolves to.
+  ClientOptions server_options{session.profile.server, ca, std::nullopt};
   if (!session.profile.connect_address.empty()) {
     server_options.connect_address = session.profile.connect_address;
   }
   Client token_client(server_options);
-  ASSIGN_OR_RETURN(session.token, TokenFor(session.profile, token_client,
-                                           VaultScope(session.profile), "the key vaults"));
-
+  ASSIGN_OR_RETURN(session.token, TokenFor(session.profile, token_client, scope, what));
   const HostPort server = SplitServer(session.profile.server);
-  ClientOptions options{"https://" + ToLowerAscii(vault_name) + "." +
-                            session.profile.vault_dns_suffix +
+  ClientOptions options{"https://" + ToLowerAscii(label) + "." + suffix +
                             (server.port.empty() ? "" : ":" + server.port),
-                        std::move(loaded.second), std::nullopt};
+                        std::move(ca), std::nullopt};
   options.connect_address = session.profile.connect_address.empty()
                                 ? ServerAddress(server.host)
                                 : std::optional<std::string>(session.profile.connect_address);
   session.client = std::make_unique<Client>(std::move(options));
   return session;
+}
+
+Status CheckLabel(const std::string& label, std::string_view flag, std::string_view what) {
+  if (label.empty()) {
+    return InvalidArgumentError("give the " + std::string(what) + "'s name with " +
+                                std::string(flag));
+  }
+  for (char c : label) {
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+    if (!ok) {
+      return InvalidArgumentError("'" + label + "' is not a " + std::string(what) +
+                                  " name: letters, digits and hyphens only");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+StatusOr<Session> OpenVaultSession(const std::string& vault_name) {
+  RETURN_IF_ERROR(CheckLabel(vault_name, "--vault-name", "vault"));
+  ASSIGN_OR_RETURN(auto loaded, LoadProfileAndCa());
+  if (loaded.first.vault_dns_suffix.empty()) {
+    return FailedPreconditionError(
+        "the profile does not name the deployment's vault domain: run "
+        "`kf login` again");
+  }
+  const std::string suffix = loaded.first.vault_dns_suffix;
+  const std::string scope = VaultScope(loaded.first);
+  return OpenDataPlaneSession(vault_name, suffix, scope, "the key vaults", std::move(loaded.first),
+                              std::move(loaded.second));
+}
+
+StatusOr<Session> OpenAccountSession(const std::string& account_name) {
+  RETURN_IF_ERROR(CheckLabel(account_name, "--account-name", "account"));
+  ASSIGN_OR_RETURN(auto loaded, LoadProfileAndCa());
+  if (loaded.first.vault_dns_suffix.empty()) {
+    return FailedPreconditionError(
+        "the profile does not name the deployment's domain: run `kf login` again");
+  }
+  const std::string suffix = "openai." + ProfileDomain(loaded.first);
+  const std::string scope = CognitiveServicesScope(loaded.first);
+  return OpenDataPlaneSession(account_name, suffix, scope, "the AI accounts",
+                              std::move(loaded.first), std::move(loaded.second));
 }
 
 StatusOr<std::string> SignedInObjectId(const Session& session) {

@@ -129,9 +129,10 @@ StatusOr<AccessToken> Client::TokenForServicePrincipal(const std::string& tenant
 }
 
 StatusOr<ApiResult> Client::Call(const std::string& method, const std::string& path,
-                                 const AccessToken& token, const nlohmann::json& body) {
+                                 const AccessToken& token, const nlohmann::json& body,
+                                 const std::vector<std::pair<std::string, std::string>>& headers) {
   std::string text = body.is_null() ? "" : body.dump();
-  return Send(method, path, token, body.is_null() ? nullptr : &text);
+  return Send(method, path, token, body.is_null() ? nullptr : &text, headers);
 }
 
 StatusOr<ApiResult> Client::CallWithSecretBody(const std::string& method, const std::string& path,
@@ -144,13 +145,15 @@ StatusOr<ApiResult> Client::CallWithSecretBody(const std::string& method, const 
 }
 
 StatusOr<ApiResult> Client::Send(const std::string& method, const std::string& path,
-                                 const AccessToken& token, std::string* body) {
+                                 const AccessToken& token, std::string* body,
+                                 const std::vector<std::pair<std::string, std::string>>& headers) {
   http::ClientRequest request;
   request.method = method;
   request.url = options_.server + path;
   request.ca_pem = options_.ca_pem;
   request.connect_address = options_.connect_address;
-  request.headers = {{"Authorization", "Bearer " + token.token}};
+  if (!token.token.empty()) request.headers = {{"Authorization", "Bearer " + token.token}};
+  for (const auto& h : headers) request.headers.push_back(h);
   if (body != nullptr) {
     request.headers.emplace_back("Content-Type", "application/json");
     request.body.swap(*body);
@@ -166,6 +169,47 @@ StatusOr<ApiResult> Client::Send(const std::string& method, const std::string& p
     if (result.body.is_discarded()) return InternalError("the server's answer is not JSON");
   }
   return result;
+}
+
+StatusOr<ApiResult> Client::Upload(
+    const std::string& path, const AccessToken& token, const std::string& content_type,
+    uint64_t size, std::function<StatusOr<size_t>(std::span<uint8_t>)> source,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+  http::ClientRequest request;
+  request.method = "POST";
+  request.url = options_.server + path;
+  request.ca_pem = options_.ca_pem;
+  request.connect_address = options_.connect_address;
+  if (!token.token.empty()) request.headers = {{"Authorization", "Bearer " + token.token}};
+  request.headers.emplace_back("Content-Type", content_type);
+  for (const auto& h : headers) request.headers.push_back(h);
+  request.body_source = std::move(source);
+  request.body_size = size;
+  ASSIGN_OR_RETURN(http::ClientResponse response, http::HttpsRequest(request));
+  if (response.status < 200 || response.status > 299) return ErrorFrom(response);
+  ApiResult result;
+  result.status = response.status;
+  if (!response.body.empty()) {
+    result.body = nlohmann::json::parse(response.body, nullptr, false);
+    if (result.body.is_discarded()) return InternalError("the server's answer is not JSON");
+  }
+  return result;
+}
+
+Status Client::Download(const std::string& path, const AccessToken& token,
+                        std::function<Status(std::string_view)> sink,
+                        const std::vector<std::pair<std::string, std::string>>& headers) {
+  http::ClientRequest request;
+  request.method = "GET";
+  request.url = options_.server + path;
+  request.ca_pem = options_.ca_pem;
+  request.connect_address = options_.connect_address;
+  if (!token.token.empty()) request.headers = {{"Authorization", "Bearer " + token.token}};
+  for (const auto& h : headers) request.headers.push_back(h);
+  request.response_sink = std::move(sink);
+  ASSIGN_OR_RETURN(http::ClientResponse response, http::HttpsRequest(request));
+  if (response.status < 200 || response.status > 299) return ErrorFrom(response);
+  return OkStatus();
 }
 
 }  // namespace keyfoundry

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <string>
 
 namespace keyfoundry {
 
@@ -15,6 +17,12 @@ class Clock {
   // The process-wide real clock.
   static const Clock& Real();
 };
+
+// Whole seconds since the epoch of `clock`'s now.
+int64_t UnixSeconds(const Clock& clock);
+
+// "2026-11-28T16:04:53Z": a time in UTC as ISO 8601 / RFC 3339, as ARM and the CLI show it.
+std::string FormatIso8601(int64_t unix_seconds);
 
 // A clock that only moves when told to. Test-only.
 class FakeClock final : public Clock {

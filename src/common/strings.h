@@ -3,6 +3,8 @@
 #ifndef KEYFOUNDRY_COMMON_STRINGS_H_
 #define KEYFOUNDRY_COMMON_STRINGS_H_
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +19,12 @@ std::string ToLowerAscii(std::string_view text);
 
 // Equal but for ASCII letter case.
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+// A whole decimal number (an optional '-' and digits, nothing else) that fits int64_t.
+std::optional<int64_t> ParseInt64(std::string_view text);
+
+// `text` with one '/' at its end.
+std::string EnsureTrailingSlash(std::string_view text);
 
 }  // namespace keyfoundry
 

@@ -20,15 +20,31 @@
 #ifndef KEYFOUNDRY_HTTP_RESPONSE_H_
 #define KEYFOUNDRY_HTTP_RESPONSE_H_
 
+#include <cstdint>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/status.h"
+
 namespace keyfoundry::http {
 
 inline constexpr char kJsonContentType[] = "application/json; charset=utf-8";
+
+// A response body produced while it is sent, so a download of any size takes bounded memory.
+// The server sends Content-Length: size, then calls `read` with a buffer (up to 256 KiB) until
+// `size` bytes have come; `read` fills a prefix and returns its length. An error, or a length
+// that does not add up to `size`, ends the connection at once, so the client sees a truncated
+// body rather than a wrong one. `read` runs on the connection's strand, one buffer at a time.
+struct StreamedBody {
+  uint64_t size = 0;
+  std::function<StatusOr<size_t>(std::span<uint8_t>)> read;
+};
 
 struct Response {
   int status = 200;  // 200..599; anything else becomes a 500
@@ -37,6 +53,8 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string content_type = kJsonContentType;
+  // Set instead of `body` for a streamed body (`body` must then be empty).
+  std::shared_ptr<StreamedBody> stream;
 };
 
 // `body` serialised as compact JSON, with the JSON content type. Invalid UTF-8 in strings is

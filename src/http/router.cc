@@ -149,11 +149,37 @@ Router& Router::operator=(Router&&) noexcept = default;
 
 void Router::Add(std::string method, std::string host_pattern, std::string path_pattern,
                  Handler handler, RouteOptions options) {
+  Route route;
+  route.method = std::move(method);
+  route.host_pattern = std::move(host_pattern);
+  route.path_pattern = std::move(path_pattern);
+  route.handler = std::move(handler);
+  route.options = std::move(options);
+  AddRoute(std::move(route));
+}
+
+void Router::AddStreaming(std::string method, std::string host_pattern, std::string path_pattern,
+                          StreamingHandler handler, RouteOptions options) {
+  Route route;
+  route.method = std::move(method);
+  route.host_pattern = std::move(host_pattern);
+  route.path_pattern = std::move(path_pattern);
+  route.streaming = std::move(handler);
+  route.options = std::move(options);
+  AddRoute(std::move(route));
+}
+
+void Router::AddRoute(Route route) {
+  const std::string& method = route.method;
+  const std::string& host_pattern = route.host_pattern;
+  const std::string& path_pattern = route.path_pattern;
   CompiledRoute c;
   auto invalid = [&](std::string_view reason) {
     InvalidRoute(method, host_pattern, path_pattern, reason);
   };
-  if (method.empty() || !handler) invalid("a route needs a method and a handler");
+  if (method.empty() || (!route.handler && !route.streaming)) {
+    invalid("a route needs a method and a handler");
+  }
   std::set<std::string> names;
   auto add_name = [&](const std::string& name) {
     if (!IsParamName(name)) invalid("a parameter name must be letters, digits and '_'");
@@ -198,13 +224,9 @@ void Router::Add(std::string method, std::string host_pattern, std::string path_
     }
   }
 
-  c.route.method = std::move(method);
-  c.route.host_pattern = std::move(host_pattern);
-  c.route.path_pattern = std::move(path_pattern);
-  c.route.handler = std::move(handler);
-  c.route.label =
-      options.metrics_name.empty() ? c.route.path_pattern : std::string(options.metrics_name);
-  c.route.options = std::move(options);
+  route.label = route.options.metrics_name.empty() ? route.path_pattern
+                                                   : std::string(route.options.metrics_name);
+  c.route = std::move(route);
   c.shape = c.Shape();
   for (const CompiledRoute& existing : routes_) {
     if (existing.shape == c.shape) {
@@ -253,9 +275,15 @@ RouteMatch Router::Match(std::string_view method, std::string_view host,
 Response Router::Handle(Request& request) const {
   RouteMatch match = Match(request.method, request.host, request.path);
   switch (match.kind) {
-    case MatchKind::kFound:
+    case MatchKind::kFound: {
       request.params = std::move(match.params);
-      return InvokeHandler(*match.route, request);
+      if (!match.route->streaming) return InvokeHandler(*match.route, request);
+      auto started = InvokeStreamingHandler(*match.route, request);
+      if (auto* response = std::get_if<Response>(&started)) return std::move(*response);
+      auto& consumer = std::get<std::unique_ptr<BodyConsumer>>(started);
+      if (Status s = consumer->Consume(AsBytes(request.body)); !s.ok()) return consumer->Fail(s);
+      return consumer->Finish();
+    }
     case MatchKind::kMethodNotAllowed:
       return MethodNotAllowedResponse(request.method, match.allowed_methods);
     case MatchKind::kNotFound:
@@ -264,10 +292,14 @@ Response Router::Handle(Request& request) const {
   return NotFoundResponse(request.method, request.path);
 }
 
-Response InvokeHandler(const Route& route, Request& request) {
+namespace {
+
+// Runs `fn`, turning an exception into a logged 500.
+template <typename Result, typename Fn>
+Result Guarded(const Route& route, const Request& request, Fn&& fn) {
   std::string what;
   try {
-    return route.handler(request);
+    return fn();
   } catch (const std::exception& e) {
     what = e.what();
   } catch (...) {
@@ -278,6 +310,18 @@ Response InvokeHandler(const Route& route, Request& request) {
   return AzureError(500, "InternalServerError",
                     "The server failed to process the request. Quote the x-ms-request-id "
                     "response header when reporting this.");
+}
+
+}  // namespace
+
+Response InvokeHandler(const Route& route, Request& request) {
+  return Guarded<Response>(route, request, [&] { return route.handler(request); });
+}
+
+std::variant<Response, std::unique_ptr<BodyConsumer>> InvokeStreamingHandler(const Route& route,
+                                                                             Request& request) {
+  using Result = std::variant<Response, std::unique_ptr<BodyConsumer>>;
+  return Guarded<Result>(route, request, [&] { return route.streaming(request); });
 }
 
 Response NotFoundResponse(std::string_view method, std::string_view path) {

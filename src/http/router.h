@@ -30,10 +30,14 @@
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
+#include "common/bytes.h"
+#include "common/status.h"
 #include "http/request.h"
 #include "http/response.h"
 
@@ -43,6 +47,29 @@ namespace keyfoundry::http {
 // (an RSA operation, a database read), not for long: every request it delays waits.
 // Exceptions are caught at the boundary and become a 500 without details.
 using Handler = std::function<Response(Request&)>;
+
+// Receives a streamed request body (uploads of any size in bounded memory), piece by piece as
+// the server reads it from the socket, on the connection's strand: each Consume should take
+// no longer than handling one small request (sealing and writing a segment, say).
+class BodyConsumer {
+ public:
+  // Dropped without Finish (the client left, a timeout, a bad body): whatever was written for
+  // the request must be discarded.
+  virtual ~BodyConsumer() = default;
+  // The next piece of the body (1 byte to a few hundred KiB). An error stops the read: the
+  // server answers Fail(status) and closes the connection.
+  virtual Status Consume(ByteView data) = 0;
+  // The whole body has arrived and every Consume succeeded: the response to send.
+  virtual Response Finish() = 0;
+  // The response for a failed Consume.
+  virtual Response Fail(const Status& status) = 0;
+};
+
+// A streaming route's handler runs once the request's header has been read and checked, with
+// an empty Request::body. It answers at once (a Response, e.g. 401: the body is then not read
+// and the connection closes after the response) or returns the consumer of the body.
+using StreamingHandler =
+    std::function<std::variant<Response, std::unique_ptr<BodyConsumer>>(Request&)>;
 
 inline constexpr size_t kDefaultMaxBodyBytes = size_t{1} << 20;  // 1 MiB
 
@@ -59,7 +86,8 @@ struct Route {
   std::string method;
   std::string host_pattern;
   std::string path_pattern;
-  Handler handler;
+  Handler handler;             // a plain route: the body is read whole first
+  StreamingHandler streaming;  // a streaming route (handler is then empty)
   RouteOptions options;
   std::string label;  // options.metrics_name, or path_pattern when that is empty
 };
@@ -86,23 +114,33 @@ class Router {
 
   void Add(std::string method, std::string host_pattern, std::string path_pattern, Handler handler,
            RouteOptions options = {});
+  // A route whose body is streamed to a BodyConsumer. Its max_body_bytes still bounds the
+  // body, and the read deadline restarts with every piece received, so a long upload is
+  // bounded by its progress, not by read_timeout as a whole.
+  void AddStreaming(std::string method, std::string host_pattern, std::string path_pattern,
+                    StreamingHandler handler, RouteOptions options = {});
 
   // `host` as Request::host (lower case, no port); `path` as Request::path (raw).
   RouteMatch Match(std::string_view method, std::string_view host, std::string_view path) const;
 
   // Match, then the handler (kFound: with request.params set), or the 404 / 405 response.
-  // No body limit applies: the server enforces it while reading. For in-process callers and
-  // tests; the server uses Match and InvokeHandler.
+  // A streaming route's consumer is given request.body in one piece. No body limit applies:
+  // the server enforces it while reading. For in-process callers and tests; the server uses
+  // Match, InvokeHandler and InvokeStreamingHandler.
   Response Handle(Request& request) const;
 
  private:
   struct CompiledRoute;
+  void AddRoute(Route route);
   std::vector<CompiledRoute> routes_;
 };
 
 // Runs `route.handler`, turning an exception into 500 InternalServerError (logged with
 // `request.request_id`, without the exception's text in the response).
 Response InvokeHandler(const Route& route, Request& request);
+// The same for `route.streaming`.
+std::variant<Response, std::unique_ptr<BodyConsumer>> InvokeStreamingHandler(const Route& route,
+                                                                             Request& request);
 
 // The HTTP layer's own error responses (codes listed in response.h).
 Response NotFoundResponse(std::string_view method, std::string_view path);

@@ -288,15 +288,6 @@ Status ScanAll(storage::Transaction& txn, std::string_view table, const std::str
   }
 }
 
-std::string FormatTime(int64_t unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  if (gmtime_r(&t, &tm) == nullptr) return "1970-01-01T00:00:00Z";
-  char buf[32];
-  const size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return std::string(buf, n);
-}
-
 Json StringArray(std::span<const std::string_view> values) {
   Json out = Json::array();
   for (std::string_view v : values) out.push_back(std::string(v));
@@ -639,7 +630,7 @@ StatusOr<Decision> Authorizer::Decide(std::string_view principal_id, std::string
 // --- ARM JSON
 
 nlohmann::json RoleAssignmentJson(const RoleAssignment& a) {
-  const std::string created = FormatTime(a.created_at);
+  const std::string created = FormatIso8601(a.created_at);
   Json created_by = a.created_by.empty() ? Json(nullptr) : Json(a.created_by);
   return {
       {"id", a.scope + "/providers/Microsoft.Authorization/roleAssignments/" + a.name},

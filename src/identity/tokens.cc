@@ -66,10 +66,6 @@ std::string AcceptedScopes(std::string_view domain) {
          AudienceFor(Service::kCognitiveServices, domain) + "/.default";
 }
 
-int64_t UnixSeconds(const Clock& clock) {
-  return std::chrono::duration_cast<std::chrono::seconds>(clock.Now().time_since_epoch()).count();
-}
-
 OAuthResponse Error(int http_status, std::string_view error, std::string description,
                     std::string failure) {
   OAuthResponse out;

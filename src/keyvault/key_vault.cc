@@ -26,10 +26,6 @@ constexpr size_t kMaxKeyNameSize = 127;
 constexpr size_t kMaxKeyTags = 15;  // Azure's limit on tags per key
 constexpr size_t kMaxVersionsPerBackup = 1000;
 
-int64_t UnixSeconds(const Clock& clock) {
-  return std::chrono::duration_cast<std::chrono::seconds>(clock.Now().time_since_epoch()).count();
-}
-
 Status KeyNotFound(std::string_view name, std::string_view version = {}) {
   std::string what =
       version.empty() ? std::string(name) : std::string(name) + "/" + std::string(version);
@@ -670,6 +666,11 @@ StatusOr<Vault> KeyVault::Authorize(const AccessContext& ctx, std::string_view v
         .WithReason("AccessDenied");
   }
   return vault;
+}
+
+Status KeyVault::CheckAccess(const AccessContext& ctx, std::string_view vault,
+                             std::string_view name, KeyPermission permission) const {
+  return Authorize(ctx, vault, permission, name).status();
 }
 
 void KeyVault::Audit(const AccessContext& ctx, std::string_view operation,

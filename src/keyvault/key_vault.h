@@ -307,6 +307,13 @@ class KeyVault {
   // The recoverability of keys in `vault` (for rendering); NotFound for an unknown vault.
   StatusOr<Recovery> RecoveryOf(std::string_view vault) const;
 
+  // Would `ctx` pass the firewall and hold `permission` on key `name` of `vault` (access policy
+  // or RBAC, as the vault says)? OK, or the status the operation itself would fail with
+  // (ForbiddenByFirewall, AccessDenied, ForbiddenByRbac, VaultNotFound). Not audited: a
+  // pre-flight check for the platform's own validation (enabling CMK).
+  Status CheckAccess(const AccessContext& ctx, std::string_view vault, std::string_view name,
+                     KeyPermission permission) const;
+
   // Scheduler: rotations and notifications due by policy, and purges of deleted keys and
   // deleted vaults past their date. Returns the number of actions taken.
   StatusOr<int> RunScheduledTasks();

@@ -22,6 +22,7 @@
 #include <span>
 #include <utility>
 
+#include "common/clock.h"
 #include "common/bytes.h"
 #include "common/strings.h"
 #include "identity/ids.h"
@@ -175,19 +176,6 @@ StatusOr<std::string> Guid(const Json& value, std::string_view path, std::string
 bool IsControl(char c) {
   const auto u = static_cast<unsigned char>(c);
   return u < 0x20 || u == 0x7f;
-}
-
-std::string FormatTime(int64_t unix_seconds) {
-  const auto t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  if (gmtime_r(&t, &tm) == nullptr) return "1970-01-01T00:00:00Z";
-  char buf[32];
-  const size_t n = std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return std::string(buf, n);
-}
-
-int64_t NowSeconds(const Clock& clock) {
-  return std::chrono::duration_cast<std::chrono::seconds>(clock.Now().time_since_epoch()).count();
 }
 
 // ---------------------------------------------------------------- IP addresses and ranges
@@ -822,7 +810,7 @@ Status CheckPurgeAllowed(const std::optional<Vault>& vault, std::string_view nam
     return FailedPreconditionError(
                "Operation 'DeletedVaultPurge' is not allowed: purge protection is enabled for the "
                "vault '" +
-               vault->name + "'. It will be purged automatically on " + FormatTime(scheduled) +
+               vault->name + "'. It will be purged automatically on " + FormatIso8601(scheduled) +
                " (its scheduledPurgeDate); until then it can only be recovered.")
         .WithReason("MethodNotAllowed");
   }
@@ -1052,9 +1040,9 @@ nlohmann::json VaultToArm(const Vault& vault, std::string_view vault_uri) {
       {"location", vault.location}, {"tags", vault.tags}, {"properties", props}};
   if (vault.created_at != 0) {
     out["systemData"] = {{"createdBy", vault.created_by},
-                         {"createdAt", FormatTime(vault.created_at)},
+                         {"createdAt", FormatIso8601(vault.created_at)},
                          {"lastModifiedBy", vault.updated_by},
-                         {"lastModifiedAt", FormatTime(vault.updated_at)}};
+                         {"lastModifiedAt", FormatIso8601(vault.updated_at)}};
   }
   return out;
 }
@@ -1069,8 +1057,8 @@ nlohmann::json DeletedVaultToArm(const Vault& vault) {
           {"properties",
            {{"vaultId", vault.ResourceId()},
             {"location", vault.location},
-            {"deletionDate", FormatTime(deleted)},
-            {"scheduledPurgeDate", FormatTime(vault.ScheduledPurgeDate(deleted))},
+            {"deletionDate", FormatIso8601(deleted)},
+            {"scheduledPurgeDate", FormatIso8601(vault.ScheduledPurgeDate(deleted))},
             {"tags", vault.tags},
             {"purgeProtectionEnabled", vault.purge_protection}}}};
 }
@@ -1200,7 +1188,7 @@ StatusOr<Vault> VaultStore::Put(const Vault& vault, bool* created) {
   Vault stored;
   bool was_created = false;
   RETURN_IF_ERROR(Write([&](storage::Transaction& tx) -> Status {
-    const int64_t now = NowSeconds(clock_);
+    const int64_t now = UnixSeconds(clock_);
     ASSIGN_OR_RETURN(std::optional<Vault> existing, ReadVault(tx, vault.name));
     Vault next = vault;
     next.deleted_at.reset();
@@ -1256,7 +1244,7 @@ StatusOr<Vault> VaultStore::Update(std::string_view name,
     next.created_at = existing->created_at;
     next.created_by = existing->created_by;
     next.deleted_at.reset();
-    next.updated_at = NowSeconds(clock_);
+    next.updated_at = UnixSeconds(clock_);
     RETURN_IF_ERROR(ValidateStoredVault(next));
     RETURN_IF_ERROR(CheckTransition(*existing, next));
     RETURN_IF_ERROR(WriteVault(tx, next));
@@ -1271,7 +1259,7 @@ StatusOr<Vault> VaultStore::Delete(std::string_view name) {
   RETURN_IF_ERROR(Write([&](storage::Transaction& tx) -> Status {
     ASSIGN_OR_RETURN(std::optional<Vault> existing, ReadVault(tx, name));
     if (!existing || existing->deleted_at) return VaultNotFound(name);
-    existing->deleted_at = NowSeconds(clock_);
+    existing->deleted_at = UnixSeconds(clock_);
     RETURN_IF_ERROR(WriteVault(tx, *existing));
     deleted = *std::move(existing);
     return OkStatus();
@@ -1285,7 +1273,7 @@ StatusOr<Vault> VaultStore::Recover(std::string_view name) {
     ASSIGN_OR_RETURN(std::optional<Vault> existing, ReadVault(tx, name));
     if (!existing || !existing->deleted_at) return DeletedVaultNotFound(name);
     existing->deleted_at.reset();
-    existing->updated_at = NowSeconds(clock_);
+    existing->updated_at = UnixSeconds(clock_);
     RETURN_IF_ERROR(WriteVault(tx, *existing));
     recovered = *std::move(existing);
     return OkStatus();
@@ -1296,14 +1284,14 @@ StatusOr<Vault> VaultStore::Recover(std::string_view name) {
 Status VaultStore::CanPurge(std::string_view name) const {
   return store_.Read([&](storage::Transaction& tx) -> Status {
     ASSIGN_OR_RETURN(std::optional<Vault> existing, ReadVault(tx, name));
-    return CheckPurgeAllowed(existing, name, NowSeconds(clock_));
+    return CheckPurgeAllowed(existing, name, UnixSeconds(clock_));
   });
 }
 
 Status VaultStore::Purge(std::string_view name) {
   return Write([&](storage::Transaction& tx) -> Status {
     ASSIGN_OR_RETURN(std::optional<Vault> existing, ReadVault(tx, name));
-    RETURN_IF_ERROR(CheckPurgeAllowed(existing, name, NowSeconds(clock_)));
+    RETURN_IF_ERROR(CheckPurgeAllowed(existing, name, UnixSeconds(clock_)));
     return tx.Delete(kVaultsTable, ToLowerAscii(existing->name));
   });
 }

@@ -1,13 +1,21 @@
 #include "server/app.h"
 
 #include <condition_variable>
+#include <nlohmann/json.hpp>
 #include <thread>
+#include <vector>
 
 #include "audit/audit_log.h"
 #include "common/encoding.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/secret_bytes.h"
 #include "crypto/random.h"
+#include "encryption/account_keys.h"
+#include "encryption/local_vault_client.h"
+#include "encryption/remote_vault_client.h"
+#include "foundry/accounts.h"
+#include "foundry/files.h"
 #include "http/server.h"
 #include "identity/signing_key.h"
 #include "keyvault/key_vault.h"
@@ -33,6 +41,12 @@ class App::Impl {
   std::unique_ptr<keyvault::VaultStore> vaults;
   std::unique_ptr<keyvault::KeyVault> key_vault;
   std::unique_ptr<management::ResourceGroupStore> resource_groups;
+  std::unique_ptr<encryption::LocalVaultClient> local_vault_client;
+  std::vector<std::unique_ptr<encryption::RemoteVaultClient>> remote_vault_clients;
+  std::unique_ptr<encryption::AccountKeys> account_keys;
+  std::unique_ptr<foundry::AccountStore> accounts;
+  std::unique_ptr<foundry::FileStore> files;
+  uint64_t key_events_subscription = 0;
   std::shared_ptr<Services> services;
   std::unique_ptr<http::HttpsServer> server;
 
@@ -49,6 +63,10 @@ class App::Impl {
       while (!scheduler_wake.wait_for(lock, interval, [this] { return scheduler_stop; })) {
         lock.unlock();
         StatusOr<int> done = key_vault->RunScheduledTasks();
+        if (StatusOr<int> recovered = account_keys->RecheckInaccessible(); !recovered.ok()) {
+          Log(LogLevel::kError, "scheduler.recheck_failed",
+              {{"error", recovered.status().ToString()}});
+        }
         if (!done.ok()) {
           Log(LogLevel::kError, "scheduler.failed", {{"error", done.status().ToString()}});
         } else if (*done > 0) {
@@ -86,6 +104,38 @@ StatusOr<SecretBytes> LoadOrCreatePlatformSecret(const std::filesystem::path& di
   SecretBytes secret(AsBytes(*existing), InsecureSecretAccess());
   SecureZero(std::span<uint8_t>(reinterpret_cast<uint8_t*>(existing->data()), existing->size()));
   return secret;
+}
+
+// The remote vaults of config.remote_vaults_file: a JSON array of
+//   {"host_suffix", "client_id", "client_secret", "authority"?, "ca_file"?, "connect_address"?}
+StatusOr<std::vector<std::unique_ptr<encryption::RemoteVaultClient>>> LoadRemoteVaults(
+    const std::string& path) {
+  std::vector<std::unique_ptr<encryption::RemoteVaultClient>> out;
+  if (path.empty()) return out;
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
+  if (!doc.is_array()) {
+    return InvalidArgumentError(path + " must hold a JSON array of remote vaults");
+  }
+  for (const auto& entry : doc) {
+    if (!entry.is_object()) return InvalidArgumentError(path + ": each entry must be an object");
+    encryption::RemoteVaultOptions options;
+    options.host_suffix = entry.value("host_suffix", "");
+    options.client_id = entry.value("client_id", "");
+    options.client_secret =
+        SecretBytes(AsBytes(entry.value("client_secret", "")), InsecureSecretAccess());
+    options.authority = entry.value("authority", "");
+    if (entry.contains("ca_file")) {
+      ASSIGN_OR_RETURN(options.ca_pem, ReadFile(entry.value("ca_file", "")));
+    }
+    if (entry.contains("connect_address")) {
+      options.connect_address = entry.value("connect_address", "");
+    }
+    auto client = encryption::RemoteVaultClient::New(std::move(options));
+    if (!client.ok()) return client.status().WithContext(path);
+    out.push_back(*std::move(client));
+  }
+  return out;
 }
 
 std::string BaseUrl(const std::string& listen_host, uint16_t port) {
@@ -154,6 +204,32 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
       std::make_unique<keyvault::KeyVault>(*impl->metadata, *impl->vaults, *impl->authorizer,
                                            *impl->hsm, *impl->events, impl->audit.get());
 
+  impl->local_vault_client =
+      std::make_unique<encryption::LocalVaultClient>(*impl->key_vault, config.domain);
+  ASSIGN_OR_RETURN(impl->remote_vault_clients, LoadRemoteVaults(config.remote_vaults_file));
+  auto resolve_vault = [impl = impl.get()](std::string_view uri) -> encryption::VaultClient* {
+    if (impl->local_vault_client->Owns(uri)) return impl->local_vault_client.get();
+    for (const auto& remote : impl->remote_vault_clients) {
+      if (remote->Serves(uri)) return remote.get();
+    }
+    return nullptr;
+  };
+  encryption::AccountKeysOptions key_options;
+  key_options.cache_ttl = std::chrono::seconds(config.key_cache_ttl_seconds);
+  key_options.negative_ttl =
+      std::min(key_options.negative_ttl, std::chrono::seconds(config.key_cache_ttl_seconds));
+  impl->account_keys = std::make_unique<encryption::AccountKeys>(
+      *impl->metadata, *impl->hsm, resolve_vault, Clock::Real(), key_options);
+  // Push invalidation: a change in the built-in vault drops what the key engine cached from
+  // it, so revocation (and restoration) takes effect at the next use.
+  impl->key_events_subscription = impl->events->Subscribe(
+      [keys = impl->account_keys.get(), domain = config.domain](const keyvault::VaultEvent& e) {
+        keys->Invalidate(e.vault.empty() ? std::string() : e.vault + ".vault." + domain);
+      });
+  impl->accounts = std::make_unique<foundry::AccountStore>(*impl->metadata, *impl->hsm);
+  impl->files =
+      std::make_unique<foundry::FileStore>(*impl->metadata, *impl->blobs, *impl->account_keys);
+
   auto services = std::make_shared<Services>();
   services->config = config;
   services->tenant_id = impl->dir.tenant_id;
@@ -168,6 +244,11 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   services->vaults = impl->vaults.get();
   services->resource_groups = impl->resource_groups.get();
   services->key_vault = impl->key_vault.get();
+  services->accounts = impl->accounts.get();
+  services->account_keys = impl->account_keys.get();
+  services->files = impl->files.get();
+  services->local_vault_client = impl->local_vault_client.get();
+  services->resolve_vault = resolve_vault;
   services->purge_vault_keys = [kv = impl->key_vault.get()](std::string_view vault) {
     return kv->PurgeAllKeys(vault);
   };
@@ -179,6 +260,8 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   AddVaultRoutes(*router, services);
   AddAuditRoutes(*router, services);
   AddVaultManagementRoutes(*router, services);
+  AddAccountRoutes(*router, services);
+  AddOpenAiRoutes(*router, services);
 
   http::ServerOptions options;
   options.listen_host = config.listen_host;

@@ -1,6 +1,7 @@
 // The checks every API runs first (services.h).
 #include "audit/audit_log.h"
 #include "common/logging.h"
+#include "common/strings.h"
 #include "server/services.h"
 
 namespace keyfoundry::server {
@@ -50,6 +51,12 @@ std::string Services::VaultUri(std::string_view vault_name) const {
   size_t colon = base_url.rfind(':');
   std::string port = colon == std::string::npos ? "" : base_url.substr(colon);
   return "https://" + std::string(vault_name) + ".vault." + config.domain + port + "/";
+}
+
+std::string Services::AccountEndpoint(std::string_view account_name) const {
+  size_t colon = base_url.rfind(':');
+  std::string port = colon == std::string::npos ? "" : base_url.substr(colon);
+  return "https://" + ToLowerAscii(account_name) + ".openai." + config.domain + port + "/";
 }
 
 AuthResult AuthenticateManagement(const Services& services, const http::Request& request) {

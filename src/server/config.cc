@@ -74,6 +74,7 @@ const std::vector<Setting>& Settings() {
       {"scheduler_interval_seconds", "KEYFOUNDRY_SCHEDULER_INTERVAL_SECONDS",
        Int(&Config::scheduler_interval_seconds, 1, int64_t{24} * 3600)},
       {"hsm_pin", "KEYFOUNDRY_HSM_PIN", Text(&Config::hsm_pin)},
+      {"remote_vaults_file", "KEYFOUNDRY_REMOTE_VAULTS_FILE", Text(&Config::remote_vaults_file)},
       {"threads", "KEYFOUNDRY_THREADS", Int(&Config::threads, 1, 256)},
       {"max_connections", "KEYFOUNDRY_MAX_CONNECTIONS",
        Limit(&Limits::max_connections, 1, 1'000'000)},

@@ -51,6 +51,9 @@ struct Config {
   int64_t key_cache_ttl_seconds = 60;
   // How often the key vault's scheduler runs rotation policies and scheduled purges.
   int64_t scheduler_interval_seconds = 60;
+  // A JSON file naming remote key vaults (other keyfoundryd or Azure Key Vault) that accounts
+  // may use for customer-managed keys, with the credential to reach each (docs/configuration.md).
+  std::string remote_vaults_file;
   // The HSM token's user PIN; empty: DATA_DIR/hsm/pin, generated on first start (0600).
   std::string hsm_pin;
   int64_t threads = 2;

@@ -30,6 +30,15 @@
 #include "server/config.h"
 #include "storage/metadata_store.h"
 
+namespace keyfoundry::encryption {
+class AccountKeys;
+class LocalVaultClient;
+class VaultClient;
+}  // namespace keyfoundry::encryption
+namespace keyfoundry::foundry {
+class AccountStore;
+class FileStore;
+}  // namespace keyfoundry::foundry
 namespace keyfoundry::audit {
 class AuditLog;
 struct AuditEvent;
@@ -60,6 +69,12 @@ struct Services {
   keyvault::KeyVault* key_vault = nullptr;  // the keys of every vault (data plane)
   audit::AuditLog* audit = nullptr;
   hsm::KeyProvider* hsm = nullptr;
+  foundry::AccountStore* accounts = nullptr;
+  encryption::AccountKeys* account_keys = nullptr;
+  foundry::FileStore* files = nullptr;
+  encryption::LocalVaultClient* local_vault_client = nullptr;
+  // The client for a keyVaultUri: the built-in vault, a configured remote one, or null.
+  std::function<encryption::VaultClient*(std::string_view vault_uri)> resolve_vault;
   // Destroys every key of a vault (HSM objects included) before the vault itself is purged.
   std::function<Status(std::string_view vault_name)> purge_vault_keys;
 
@@ -75,6 +90,8 @@ struct Services {
   std::string VaultChallengeResource() const;
   // "https://{name}.vault.DOMAIN:PORT/": a vault's data-plane URI (its vaultUri).
   std::string VaultUri(std::string_view vault_name) const;
+  // "https://{name}.openai.DOMAIN:PORT/": an AI account's data-plane endpoint.
+  std::string AccountEndpoint(std::string_view account_name) const;
 };
 
 // A handler's first step: either the verified caller or the response to send.
@@ -115,6 +132,10 @@ void AddVaultRoutes(http::Router& router, std::shared_ptr<Services> services);
 void AddAuditRoutes(http::Router& router, std::shared_ptr<Services> services);
 // Resource groups and Microsoft.KeyVault/vaults (the key vault control plane).
 void AddVaultManagementRoutes(http::Router& router, std::shared_ptr<Services> services);
+// Microsoft.CognitiveServices/accounts and CMK approvals (the AI control plane).
+void AddAccountRoutes(http::Router& router, std::shared_ptr<Services> services);
+// The OpenAI-compatible data plane on {account}.openai.DOMAIN (files).
+void AddOpenAiRoutes(http::Router& router, std::shared_ptr<Services> services);
 
 }  // namespace keyfoundry::server
 

@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
 
 #include "crypto/ossl_ptr.h"
@@ -43,6 +44,57 @@ using testutil::SecondsSince;
 using testutil::TcpClosedWithin;
 
 constexpr size_t kEchoLimit = 1024;
+constexpr size_t kStreamLimit = size_t{64} << 20;
+
+// The byte at `offset` of the test pattern streamed both ways.
+uint8_t PatternByte(uint64_t offset) { return static_cast<uint8_t>((offset * 131 + 7) % 251); }
+
+std::string Pattern(size_t size) {
+  std::string out(size, '\0');
+  for (size_t i = 0; i < size; ++i) out[i] = static_cast<char>(PatternByte(i));
+  return out;
+}
+
+// Test-only consumer: checks the body against the pattern as it arrives, answers with what it
+// saw; fails with 400 at `fail_at` bytes when set.
+class PatternConsumer : public BodyConsumer {
+ public:
+  explicit PatternConsumer(uint64_t fail_at) : fail_at_(fail_at) {}
+  Status Consume(ByteView data) override {
+    ++pieces_;
+    for (uint8_t b : data) {
+      if (b != PatternByte(size_)) mismatches_++;
+      if (++size_ == fail_at_) return InvalidArgumentError("refused at " + std::to_string(size_));
+    }
+    return OkStatus();
+  }
+  Response Finish() override {
+    return Json(200, {{"size", size_}, {"mismatches", mismatches_}, {"pieces", pieces_}});
+  }
+  Response Fail(const Status& status) override {
+    return AzureError(400, "BadBody", status.message());
+  }
+
+ private:
+  uint64_t fail_at_;
+  uint64_t size_ = 0;
+  uint64_t mismatches_ = 0;
+  uint64_t pieces_ = 0;
+};
+
+// A streamed response of the pattern, whose source fails after `fail_after` bytes.
+Response PatternStream(uint64_t size, uint64_t fail_after) {
+  Response response = Text(200, "", "application/octet-stream");
+  response.stream = std::make_shared<StreamedBody>();
+  response.stream->size = size;
+  response.stream->read = [offset = uint64_t{0},
+                           fail_after](std::span<uint8_t> out) mutable -> StatusOr<size_t> {
+    if (offset >= fail_after) return DataLossError("the stored bytes are corrupt");
+    for (uint8_t& b : out) b = PatternByte(offset++);
+    return out.size();
+  };
+  return response;
+}
 
 class HttpServerTest : public ::testing::Test {
  protected:
@@ -84,6 +136,20 @@ class HttpServerTest : public ::testing::Test {
       Response r = Text(200, "x");
       r.headers.emplace_back("X-Split", "a\r\nSet-Cookie: evil=1");
       return r;
+    });
+    router_->AddStreaming("PUT", "*", "/upload",
+                          [](Request& r) -> std::variant<Response, std::unique_ptr<BodyConsumer>> {
+                            if (r.Header("X-Refuse").has_value())
+                              return AzureError(401, "Refused", "no");
+                            const uint64_t fail_at =
+                                std::stoull(std::string(r.Header("X-Fail-At").value_or("0")));
+                            return std::make_unique<PatternConsumer>(fail_at);
+                          },
+                          {.max_body_bytes = kStreamLimit});
+    router_->Add("GET", "*", "/download/{size}", [](Request& r) {
+      const uint64_t size = std::stoull(r.params.at("size"));
+      const uint64_t fail_after = std::stoull(r.query.count("fail") ? r.query.at("fail") : "-1");
+      return PatternStream(size, fail_after);
     });
     router_->Add("GET", "*", "/slow", [this](Request&) {
       slow_entered_.set_value();
@@ -348,6 +414,93 @@ TEST_F(HttpServerTest, ExpectContinueIsAnsweredBeforeTheBody) {
       raw->Write("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\n"
                  "Expect: 100-continue\r\n\r\n"));
   EXPECT_EQ(raw->ReadResponse().status, 413);
+}
+
+TEST_F(HttpServerTest, StreamedUploadsReachTheConsumerInPiecesOnAKeptAliveConnection) {
+  StartServer();
+  HttpsClient client;
+  for (size_t size : {size_t{0}, size_t{1}, size_t{3} << 20, size_t{20} << 20}) {
+    ClientRequest request = Req("PUT", "/upload");
+    request.body = Pattern(size);
+    auto response = client.Send(request);
+    ASSERT_TRUE(response.ok()) << response.status();
+    ASSERT_EQ(response->status, 200) << response->body;
+    const auto seen = nlohmann::json::parse(response->body);
+    EXPECT_EQ(seen["size"], size);
+    EXPECT_EQ(seen["mismatches"], 0);
+    if (size > (size_t{1} << 20)) EXPECT_GT(seen["pieces"].get<int>(), 1);
+  }
+}
+
+TEST_F(HttpServerTest, StreamedUploadOverTheLimitOrRefusedMidwayIsAnswered) {
+  StartServer();
+  auto over = Raw();
+  ASSERT_NE(over, nullptr);
+  ASSERT_TRUE(over->Write("PUT /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: " +
+                          std::to_string(kStreamLimit + 1) + "\r\n\r\n"));
+  EXPECT_EQ(over->ReadResponse().status, 413);
+
+  ClientRequest failing = Req("PUT", "/upload");
+  failing.body = Pattern(size_t{4} << 20);
+  failing.headers.emplace_back("X-Fail-At", "1000000");
+  const ClientResponse failed = Send(failing);
+  EXPECT_EQ(failed.status, 400);
+  EXPECT_EQ(ErrorOf(failed)["message"], "refused at 1000000");
+
+  // Refused by the handler while the body is on its way: drained, answered, kept alive.
+  HttpsClient client;
+  ClientRequest refused = Req("PUT", "/upload");
+  refused.body = Pattern(size_t{2} << 20);
+  refused.headers.emplace_back("X-Refuse", "1");
+  auto answer = client.Send(refused);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->status, 401);
+  ClientRequest next = Req("PUT", "/upload");
+  next.body = Pattern(100);
+  auto after = client.Send(next);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->status, 200);
+}
+
+TEST_F(HttpServerTest, StreamingHandlerRefusesBeforeTheContinueSoTheBodyIsNeverSent) {
+  StartServer();
+  auto raw = Raw();
+  ASSERT_NE(raw, nullptr);
+  ASSERT_TRUE(
+      raw->Write("PUT /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n"
+                 "X-Refuse: 1\r\nExpect: 100-continue\r\n\r\n"));
+  EXPECT_EQ(raw->ReadResponse().status, 401);
+
+  auto accepted = Raw();
+  ASSERT_NE(accepted, nullptr);
+  ASSERT_TRUE(
+      accepted->Write("PUT /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n"
+                      "Expect: 100-continue\r\n\r\n"));
+  EXPECT_EQ(accepted->ReadResponse().status, 100);
+  ASSERT_TRUE(accepted->Write(Pattern(3)));
+  const RawResponse done = accepted->ReadResponse();
+  EXPECT_EQ(done.status, 200);
+  EXPECT_EQ(nlohmann::json::parse(done.body)["size"], 3);
+}
+
+TEST_F(HttpServerTest, StreamedDownloadsCarryTheirLength) {
+  StartServer();
+  HttpsClient client;
+  for (uint64_t size : {uint64_t{0}, uint64_t{10}, uint64_t{5} << 20}) {
+    auto response = client.Send(Req("GET", "/download/" + std::to_string(size)));
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->Header("Content-Length").value_or(""), std::to_string(size));
+    EXPECT_TRUE(response->body == Pattern(size)) << "size " << size;
+  }
+}
+
+TEST_F(HttpServerTest, StreamedDownloadWhoseSourceFailsIsCutShortNeverCompleted) {
+  StartServer();
+  auto response = HttpsRequest(Req("GET", "/download/3000000?fail=1000000"));
+  EXPECT_FALSE(response.ok());  // the connection ends before Content-Length bytes
+  // The server serves the next request as usual.
+  EXPECT_EQ(Send(Req("GET", "/hello")).status, 200);
 }
 
 TEST_F(HttpServerTest, MalformedRequestsGet400AndTheConnectionIsClosed) {

@@ -165,7 +165,8 @@ class RawTls {
   }
 
   // Reads one response with a Content-Length body; status 0 if the connection ended first.
-  RawResponse ReadResponse(milliseconds timeout = seconds(5)) {
+  // `no_body`: the response to a HEAD request (Content-Length without a body).
+  RawResponse ReadResponse(milliseconds timeout = seconds(5), bool no_body = false) {
     const auto deadline = SteadyClock::now() + timeout;
     RawResponse response;
     size_t head_end;
@@ -176,6 +177,7 @@ class RawTls {
     pending_.erase(0, head_end + 4);
     response.status = std::stoi(response.head.substr(9, 3));
     size_t length = 0;
+    if (no_body) return response;
     if (auto at = Lower(response.head).find("content-length: "); at != std::string::npos) {
       length = std::stoul(response.head.substr(at + 16));
     }

@@ -1,0 +1,601 @@
+// Control-plane routes for Microsoft.CognitiveServices/accounts, in ARM's shapes:
+//
+//   /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.CognitiveServices/accounts  GET
+//   .../accounts/{name}                                         PUT GET PATCH DELETE
+//   .../accounts/{name}/listKeys                                POST
+//   .../accounts/{name}/regenerateKey                           POST {keyName: Key1 | Key2}
+//   .../accounts/{name}/encryptionStatus                        GET (generations, usage)
+//   /subscriptions/{s}/providers/Microsoft.CognitiveServices/accounts                  GET
+//   /subscriptions/{s}/providers/Microsoft.KeyFoundry/cmkApprovals[/{kind}]  GET PUT DELETE
+//
+// Encryption rules (BRIEF S3-S6, S10), checked in this order when a write enables CMK or
+// changes its key, each refusal 400 with its own code and a message saying what to fix:
+//   CmkApprovalRequired                  the kind needs an approval in this subscription
+//   ManagedIdentityRequired              no system-assigned identity
+//   KeyVaultNotFound                     keyVaultUri is no vault of this deployment (nor a
+//                                        configured remote vault)
+//   KeyVaultNotInSameResourceGroup       the vault lives in another resource group
+//   KeyVaultPurgeProtectionRequired      soft delete and purge protection must both be on
+//   KeyVaultFirewallBlocksService        defaultAction Deny without bypass AzureServices or an
+//                                        allow rule for the service
+//   KeyVaultIdentityPermissionsMissing   the identity lacks get, wrapKey or unwrapKey
+//   KeyVaultKeyNotFound / KeyVaultKeyNotSupported (not RSA 2048) / KeyVaultKeyDisabled /
+//   KeyVaultKeyExpired / KeyVaultKeyNotYetValid / KeyVaultKeyOperationsMissing
+//   KeyVaultProbeFailed                  the real wrap + unwrap probe failed
+// and, for changes of an account that already uses CMK:
+//   CmkToServiceManagedNotSupported      keySource back to Microsoft.CognitiveServices (S5)
+//   KeyVaultChangeNotSupported           a key in another vault (S6)
+//   ManagedIdentityRequiredByCmk         identity switched off while CMK is on (S4)
+// For a remote vault only the key's own checks and the probe apply: its properties are not
+// visible from here.
+#include <nlohmann/json.hpp>
+
+#include "audit/audit_log.h"
+#include "common/logging.h"
+#include "common/strings.h"
+#include "encryption/account_keys.h"
+#include "encryption/local_vault_client.h"
+#include "foundry/accounts.h"
+#include "foundry/files.h"
+#include "keyvault/key_vault.h"
+#include "keyvault/vault.h"
+#include "server/arm.h"
+#include "server/services.h"
+
+namespace keyfoundry::server {
+namespace {
+
+using foundry::Account;
+using foundry::AccountEncryption;
+using http::Request;
+using http::Response;
+using identity::Caller;
+using Json = nlohmann::json;
+
+constexpr char kAccountPath[] =
+    "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/"
+    "Microsoft.CognitiveServices/accounts/{accountName}";
+constexpr char kApprovalsPath[] =
+    "/subscriptions/{subscriptionId}/providers/Microsoft.KeyFoundry/cmkApprovals";
+
+std::string AccountScope(const Services& s, std::string_view group, std::string_view name) {
+  return GroupScope(s, group) + "/providers/Microsoft.CognitiveServices/accounts/" +
+         std::string(name);
+}
+
+Response Refuse(std::string code, std::string message) {
+  return http::AzureError(400, std::move(code), std::move(message));
+}
+
+Response AccountNotFound(std::string_view group, std::string_view name) {
+  return http::AzureError(404, "ResourceNotFound",
+                          "The Resource 'Microsoft.CognitiveServices/accounts/" +
+                              std::string(name) + "' under resource group '" + std::string(group) +
+                              "' was not found.");
+}
+
+encryption::ActingIdentity IdentityOf(const Services& s, const Account& a) {
+  return {a.principal_id, a.identity_client_id, s.tenant_id, a.ResourceId()};
+}
+
+// The vault name of a keyVaultUri of this deployment, or nullopt.
+std::optional<std::string> LocalVaultName(const Services& s, std::string_view uri) {
+  if (s.local_vault_client == nullptr || !s.local_vault_client->Owns(uri)) return std::nullopt;
+  std::string_view host = uri.substr(std::string_view("https://").size());
+  host = host.substr(0, host.find_first_of(":/"));
+  return ToLowerAscii(host.substr(0, host.find('.')));
+}
+
+// The key checks of S3 on what the vault reports about the key.
+std::optional<Response> CheckKey(const Services& s, const encryption::VaultKeyInfo& key,
+                                 std::string_view key_text) {
+  const std::string name(key_text);
+  if ((key.kty != "RSA" && key.kty != "RSA-HSM") || key.rsa_bits != 2048) {
+    return Refuse("KeyVaultKeyNotSupported",
+                  "The key " + name + " is " + key.kty +
+                      (key.rsa_bits > 0 ? " " + std::to_string(key.rsa_bits) : std::string()) +
+                      ": customer-managed keys must be RSA or RSA-HSM keys of size 2048. Create "
+                      "one with: kf keyvault key create --vault-name VAULT --name KEY --kty RSA "
+                      "--size 2048");
+  }
+  if (!key.enabled) {
+    return Refuse("KeyVaultKeyDisabled", "The key " + name +
+                                             " is disabled. Enable it with: kf keyvault key "
+                                             "set-attributes --enabled true");
+  }
+  const int64_t now = UnixSeconds(Clock::Real());
+  if (key.expires.has_value() && *key.expires <= now) {
+    return Refuse("KeyVaultKeyExpired", "The key " + name + " expired on " +
+                                            FormatIso8601(*key.expires) +
+                                            ". Choose another key version or extend its expiry.");
+  }
+  if (key.not_before.has_value() && *key.not_before > now) {
+    return Refuse("KeyVaultKeyNotYetValid", "The key " + name + " is not valid before " +
+                                                FormatIso8601(*key.not_before) + ".");
+  }
+  for (std::string_view op : {"wrapKey", "unwrapKey"}) {
+    if (std::find(key.key_ops.begin(), key.key_ops.end(), op) == key.key_ops.end()) {
+      return Refuse("KeyVaultKeyOperationsMissing",
+                    "The key " + name + " does not allow " + std::string(op) +
+                        "; its key_ops must include wrapKey and unwrapKey.");
+    }
+  }
+  (void)s;
+  return std::nullopt;
+}
+
+// S3's vault-side checks for a vault of this deployment.
+std::optional<Response> CheckLocalVault(const Services& s, const Account& account,
+                                        const std::string& vault_name, const AccountEncryption& e) {
+  StatusOr<keyvault::Vault> vault = s.vaults->Get(vault_name);
+  if (!vault.ok()) {
+    return Refuse("KeyVaultNotFound", "The key vault at " + e.key_vault_uri +
+                                          " was not found (or is deleted). Give the vaultUri of "
+                                          "an existing vault.");
+  }
+  if (!EqualsIgnoreCase(vault->resource_group, account.resource_group) ||
+      !EqualsIgnoreCase(vault->subscription_id, account.subscription_id)) {
+    return Refuse("KeyVaultNotInSameResourceGroup",
+                  "The key vault '" + vault->name + "' is in resource group '" +
+                      vault->resource_group + "', the account in '" + account.resource_group +
+                      "'. Use a key vault in the account's resource group.");
+  }
+  if (!vault->purge_protection) {
+    return Refuse("KeyVaultPurgeProtectionRequired",
+                  "The key vault '" + vault->name +
+                      "' must have soft delete and purge protection enabled to hold a "
+                      "customer-managed key. Enable it with: kf keyvault update --name " +
+                      vault->name + " --enable-purge-protection true");
+  }
+  keyvault::NetworkOrigin service;
+  service.client_address = "127.0.0.1";
+  service.trusted_service = true;
+  if (!keyvault::CheckFirewall(*vault, service).ok()) {
+    return Refuse("KeyVaultFirewallBlocksService",
+                  "The firewall of key vault '" + vault->name +
+                      "' blocks the service. Allow trusted services (networkAcls.bypass "
+                      "AzureServices: kf keyvault update --name " +
+                      vault->name + " --bypass AzureServices) or add an allow rule for it.");
+  }
+  keyvault::AccessContext ctx;
+  ctx.object_id = account.principal_id;
+  ctx.app_id = account.identity_client_id;
+  ctx.tenant_id = s.tenant_id;
+  ctx.origin = service;
+  std::string missing;
+  for (auto [permission, name] : {std::pair{keyvault::KeyPermission::kGet, "get"},
+                                  std::pair{keyvault::KeyPermission::kWrapKey, "wrapKey"},
+                                  std::pair{keyvault::KeyPermission::kUnwrapKey, "unwrapKey"}}) {
+    Status allowed = s.key_vault->CheckAccess(ctx, vault->name, e.key_name, permission);
+    if (!allowed.ok()) missing += (missing.empty() ? "" : ", ") + std::string(name);
+  }
+  if (!missing.empty()) {
+    const std::string how =
+        vault->rbac_authorization
+            ? "assign it the role 'Key Vault Crypto Service Encryption User' on the vault or key"
+            : "grant them with: kf keyvault set-policy --name " + vault->name + " --object-id " +
+                  account.principal_id + " --key-permissions get wrapKey unwrapKey";
+    return Refuse("KeyVaultIdentityPermissionsMissing",
+                  "The account's managed identity (" + account.principal_id +
+                      ") lacks the key permissions " + missing + " on key vault '" + vault->name +
+                      "'; " + how + ".");
+  }
+  return std::nullopt;
+}
+
+// Every check of S3 / S10 for `e` (a CMK setting) on `account` (identity already decided),
+// then the real probe; on success the new generation is active.
+std::optional<Response> EnableCmk(const Services& s, const Request& r, const Account& account,
+                                  const AccountEncryption& e) {
+  if (foundry::KindNeedsCmkApproval(account.kind)) {
+    StatusOr<bool> approved = s.accounts->HasApproval(account.subscription_id, account.kind);
+    if (!approved.ok()) return InternalFailure(r, approved.status());
+    if (!*approved) {
+      return Refuse("CmkApprovalRequired",
+                    "Customer-managed keys for accounts of kind " + account.kind +
+                        " need an approval for this subscription. An administrator grants it "
+                        "with PUT /subscriptions/" +
+                        account.subscription_id + "/providers/Microsoft.KeyFoundry/cmkApprovals/" +
+                        account.kind + " (kf cognitiveservices cmk-approval grant --kind " +
+                        account.kind + ").");
+    }
+  }
+  if (!account.system_assigned_identity || account.principal_id.empty()) {
+    return Refuse("ManagedIdentityRequired",
+                  "Customer-managed keys need the account's system-assigned managed identity. "
+                  "Turn it on first: kf cognitiveservices account identity assign --name " +
+                      account.name + " --resource-group " + account.resource_group);
+  }
+  std::optional<std::string> local = LocalVaultName(s, e.key_vault_uri);
+  if (local.has_value()) {
+    if (auto refused = CheckLocalVault(s, account, *local, e)) return refused;
+  } else if (s.resolve_vault(e.key_vault_uri) == nullptr) {
+    return Refuse("KeyVaultNotFound",
+                  "No key vault is reachable at " + e.key_vault_uri +
+                      ": it is neither a vault of this deployment nor a configured remote vault.");
+  }
+  encryption::VaultClient* client = s.resolve_vault(e.key_vault_uri);
+  const encryption::ActingIdentity who = IdentityOf(s, account);
+  const encryption::KeyReference ref{e.key_vault_uri, e.key_name, e.key_version};
+  const std::string key_text = "'" + e.key_name + "'" +
+                               (e.key_version.empty() ? "" : " (version " + e.key_version + ")") +
+                               " in " + e.key_vault_uri;
+  StatusOr<encryption::VaultKeyInfo> info = client->GetKey(who, ref);
+  if (!info.ok()) {
+    if (info.status().code() == StatusCode::kNotFound) {
+      return Refuse("KeyVaultKeyNotFound",
+                    "The key " + key_text + " was not found: " + info.status().message());
+    }
+    return Refuse("KeyVaultProbeFailed", "The key " + key_text + " cannot be read (" +
+                                             info.status().reason() +
+                                             "): " + info.status().message());
+  }
+  if (auto refused = CheckKey(s, *info, key_text)) return refused;
+  StatusOr<encryption::Generation> added =
+      s.account_keys->AddCustomerManaged(account.Key(), who, ref);
+  if (!added.ok()) {
+    if (added.status().code() == StatusCode::kUnavailable) {
+      return InternalFailure(r, added.status());
+    }
+    return Refuse("KeyVaultProbeFailed", "The wrap and unwrap probe with the key " + key_text +
+                                             " as the account's "
+                                             "managed identity failed (" +
+                                             added.status().reason() +
+                                             "): " + added.status().message());
+  }
+  return std::nullopt;
+}
+
+Json ToArm(const Services& s, const Account& a) {
+  return foundry::AccountToArm(a, s.AccountEndpoint(a.name));
+}
+
+// PUT (create or replace) and PATCH (`patch`: merge into an existing account).
+Response WriteAccount(const Services& s, Request& r, bool patch) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string group = r.params["resourceGroupName"];
+    const std::string name = r.params["accountName"];
+    const std::string scope = AccountScope(s, group, name);
+    return Audited(s, r, caller, "AccountWrite", scope, [&]() -> Response {
+      if (Status valid = foundry::ValidateAccountName(name); !valid.ok()) {
+        return ErrorResponse(r, valid);
+      }
+      StatusOr<Json> body = ParseJsonBody(r);
+      if (!body.ok()) return ErrorResponse(r, body.status());
+      if (auto denied = Authorize(s, caller, scope, "Microsoft.CognitiveServices/accounts/write")) {
+        return *denied;
+      }
+      if (auto missing = RequireGroup(s, r, group)) return *missing;
+      StatusOr<Account> existing = s.accounts->Get(s.subscription_id, group, name);
+      if (!existing.ok() && existing.status().code() != StatusCode::kNotFound) {
+        return InternalFailure(r, existing.status());
+      }
+      if (patch && !existing.ok()) return AccountNotFound(group, name);
+      Account base;
+      if (existing.ok()) {
+        base = *existing;
+      } else {
+        base.subscription_id = s.subscription_id;
+        base.resource_group = group;
+        base.name = name;
+        base.created_by = caller.object_id;
+      }
+      std::optional<std::string> identity_type;
+      StatusOr<Account> account = foundry::AccountFromArm(*body, base, patch, &identity_type);
+      if (!account.ok()) return ErrorResponse(r, account.status());
+      account->updated_by = caller.object_id;
+
+      const AccountEncryption before = existing.ok() ? existing->encryption : AccountEncryption();
+      const AccountEncryption& after = account->encryption;
+      const bool wants_identity = identity_type.has_value() ? *identity_type == "SystemAssigned"
+                                                            : base.system_assigned_identity;
+      if (before.customer_managed()) {
+        if (!after.customer_managed()) {
+          return Refuse("CmkToServiceManagedNotSupported",
+                        "The account '" + name +
+                            "' uses a customer-managed key; going back to service-managed keys "
+                            "(Microsoft.CognitiveServices) is not supported.");
+        }
+        if (!EqualsIgnoreCase(EnsureTrailingSlash(before.key_vault_uri),
+                              EnsureTrailingSlash(after.key_vault_uri))) {
+          return Refuse("KeyVaultChangeNotSupported",
+                        "The account's key must stay in key vault " + before.key_vault_uri +
+                            "; rotate to another key or version of that vault.");
+        }
+        if (!wants_identity) {
+          return Refuse("ManagedIdentityRequiredByCmk",
+                        "The managed identity cannot be switched off while the account uses a "
+                        "customer-managed key: the service unwraps the account's key with it.");
+        }
+      }
+
+      if (after.customer_managed() && !wants_identity && !before.customer_managed()) {
+        return Refuse("ManagedIdentityRequired",
+                      "Customer-managed keys need the account's system-assigned managed identity: "
+                      "keep identity.type SystemAssigned in the same request.");
+      }
+
+      // The identity: created when switched on, removed when switched off.
+      bool identity_created = false;
+      if (wants_identity && !base.system_assigned_identity) {
+        StatusOr<identity::Principal> principal =
+            s.directory->CreateManagedIdentity(account->ResourceId());
+        if (principal.status().code() == StatusCode::kAlreadyExists) {
+          principal = s.directory->GetManagedIdentityByResource(account->ResourceId());
+        } else if (principal.ok()) {
+          identity_created = true;
+        }
+        if (!principal.ok()) return InternalFailure(r, principal.status());
+        account->system_assigned_identity = true;
+        account->principal_id = principal->object_id;
+        account->identity_client_id = principal->app_id;
+        account->identity_tenant_id = s.tenant_id;
+      }
+      auto undo_identity = [&] {
+        if (identity_created) (void)s.directory->DeleteManagedIdentity(account->ResourceId());
+      };
+
+      const bool is_new = !existing.ok();
+      if (is_new) {
+        Status keys = s.account_keys->CreateServiceManaged(account->Key());
+        if (!keys.ok() && keys.code() != StatusCode::kAlreadyExists) {
+          undo_identity();
+          return InternalFailure(r, keys);
+        }
+      }
+      if (after.customer_managed() && !(after == before)) {
+        if (auto refused = EnableCmk(s, r, *account, after)) {
+          undo_identity();
+          if (is_new) (void)s.account_keys->DeleteAccount(account->Key());
+          return *refused;
+        }
+      }
+      if (!wants_identity && base.system_assigned_identity) {
+        (void)s.directory->DeleteManagedIdentity(account->ResourceId());
+        account->system_assigned_identity = false;
+        account->principal_id.clear();
+        account->identity_client_id.clear();
+        account->identity_tenant_id.clear();
+      }
+      bool created = false;
+      StatusOr<Account> stored = s.accounts->Put(*account, &created);
+      if (!stored.ok()) {
+        undo_identity();
+        if (is_new) (void)s.account_keys->DeleteAccount(account->Key());
+        return ErrorResponse(r, stored.status());
+      }
+      LogChange(r, caller, created ? "account.created" : "account.updated", stored->ResourceId());
+      return http::Json(created ? 201 : 200, ToArm(s, *stored));
+    }());
+  });
+}
+
+// The account of the route, or the response to send.
+std::variant<Account, Response> FindAccount(const Services& s, const Request& r,
+                                            const Caller& caller, std::string_view action) {
+  const std::string group = r.params.at("resourceGroupName");
+  const std::string name = r.params.at("accountName");
+  if (auto denied = Authorize(s, caller, AccountScope(s, group, name), action)) return *denied;
+  StatusOr<Account> account = s.accounts->Get(s.subscription_id, group, name);
+  if (account.ok()) return *std::move(account);
+  if (account.status().code() == StatusCode::kNotFound) return AccountNotFound(group, name);
+  return InternalFailure(r, account.status());
+}
+
+Response GetAccount(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/read");
+    if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+    return http::Json(200, ToArm(s, std::get<Account>(found)));
+  });
+}
+
+Response DeleteAccount(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string group = r.params["resourceGroupName"];
+    const std::string name = r.params["accountName"];
+    return Audited(s, r, caller, "AccountDelete", AccountScope(s, group, name), [&]() -> Response {
+      auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/delete");
+      if (auto* response = std::get_if<Response>(&found)) {
+        return response->status == 404 ? http::Text(204, "", "") : std::move(*response);
+      }
+      const Account& account = std::get<Account>(found);
+      if (Status files = s.files->DeleteAll(account.Key()); !files.ok()) {
+        return InternalFailure(r, files);
+      }
+      if (Status keys = s.account_keys->DeleteAccount(account.Key()); !keys.ok()) {
+        return InternalFailure(r, keys);
+      }
+      if (account.system_assigned_identity) {
+        (void)s.directory->DeleteManagedIdentity(account.ResourceId());
+      }
+      if (Status deleted = s.accounts->Delete(account); !deleted.ok()) {
+        return InternalFailure(r, deleted);
+      }
+      LogChange(r, caller, "account.deleted", account.ResourceId());
+      return http::Text(200, "", "");
+    }());
+  });
+}
+
+// GET of a group's accounts (`group` set) or the subscription's.
+Response ListAccounts(const Services& s, Request& r, bool by_group) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    const std::string group = by_group ? r.params["resourceGroupName"] : std::string();
+    if (by_group) {
+      if (auto missing = RequireGroup(s, r, group)) return *missing;
+    }
+    StatusOr<std::vector<Account>> accounts = s.accounts->List(s.subscription_id, group);
+    if (!accounts.ok()) return InternalFailure(r, accounts.status());
+    Json value = Json::array();
+    for (const Account& a : *accounts) {
+      if (Allowed(s, caller, a.ResourceId(), "Microsoft.CognitiveServices/accounts/read")) {
+        value.push_back(ToArm(s, a));
+      }
+    }
+    return http::Json(200, {{"value", value}});
+  });
+}
+
+Json KeysJson(const std::vector<SecretBytes>& keys) {
+  return {{"key1", std::string(AsStringView(keys[0].Reveal(InsecureSecretAccess())))},
+          {"key2", std::string(AsStringView(keys[1].Reveal(InsecureSecretAccess())))}};
+}
+
+Response ListKeys(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/listKeys/action");
+    if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+    const Account& account = std::get<Account>(found);
+    if (account.disable_local_auth) {
+      return http::AzureError(400, "BadRequest",
+                              "Local authentication is disabled for the account '" + account.name +
+                                  "': use Microsoft Entra tokens.");
+    }
+    StatusOr<std::vector<SecretBytes>> keys = s.accounts->ListKeys(account);
+    if (!keys.ok()) return InternalFailure(r, keys.status());
+    return http::Json(200, KeysJson(*keys));
+  });
+}
+
+Response RegenerateKey(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string scope =
+        AccountScope(s, r.params["resourceGroupName"], r.params["accountName"]);
+    return Audited(s, r, caller, "AccountRegenerateKey", scope, [&]() -> Response {
+      StatusOr<Json> body = ParseJsonBody(r);
+      if (!body.ok()) return ErrorResponse(r, body.status());
+      const std::string key_name = body->value("keyName", "");
+      const int which = EqualsIgnoreCase(key_name, "Key1")   ? 1
+                        : EqualsIgnoreCase(key_name, "Key2") ? 2
+                                                             : 0;
+      if (which == 0) return Refuse("BadRequest", "keyName must be Key1 or Key2");
+      auto found =
+          FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/regenerateKey/action");
+      if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+      StatusOr<Account> updated = s.accounts->RegenerateKey(std::get<Account>(found), which);
+      if (!updated.ok()) return ErrorResponse(r, updated.status());
+      StatusOr<std::vector<SecretBytes>> keys = s.accounts->ListKeys(*updated);
+      if (!keys.ok()) return InternalFailure(r, keys.status());
+      return http::Json(200, KeysJson(*keys));
+    }());
+  });
+}
+
+Json GenerationJson(const encryption::GenerationReport& g) {
+  Json j = {{"generation", g.generation.number},
+            {"keySource", g.generation.source == encryption::GenerationSource::kCustomerManaged
+                              ? foundry::kCustomerManagedKeySource
+                              : foundry::kServiceManagedKeySource},
+            {"active", g.active},
+            {"state", g.active && g.state == encryption::GenerationState::kAccessible
+                          ? "Active"
+                          : std::string(encryption::GenerationStateName(g.state))},
+            {"createdAt", FormatIso8601(g.generation.created)},
+            {"objects", g.objects},
+            {"bytes", g.bytes},
+            {"retirable", !g.active && g.objects == 0}};
+  if (!g.generation.kid.empty()) j["kid"] = g.generation.kid;
+  if (g.state == encryption::GenerationState::kInaccessible) {
+    j["reason"] = g.reason;
+    j["message"] = g.message;
+  }
+  if (g.checked_at != 0) j["checkedAt"] = FormatIso8601(g.checked_at);
+  return j;
+}
+
+// The encryption status: every key generation, its state and what it protects.
+Response EncryptionStatus(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/read");
+    if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+    const Account& account = std::get<Account>(found);
+    StatusOr<std::vector<encryption::GenerationReport>> report =
+        s.account_keys->Report(account.Key(), /*check=*/true);
+    if (!report.ok()) return InternalFailure(r, report.status());
+    Json generations = Json::array();
+    std::string status = "Active";
+    for (const auto& g : *report) {
+      generations.push_back(GenerationJson(g));
+      if (g.active && g.state == encryption::GenerationState::kInaccessible) {
+        status = "KeyInaccessible";
+      }
+    }
+    Json out = {{"id", account.ResourceId() + "/encryptionStatus"},
+                {"keySource", account.encryption.key_source},
+                {"status", status},
+                {"generations", generations}};
+    if (account.encryption.customer_managed()) {
+      out["keyVaultProperties"] = {{"keyVaultUri", account.encryption.key_vault_uri},
+                                   {"keyName", account.encryption.key_name},
+                                   {"keyVersion", account.encryption.key_version}};
+    }
+    return http::Json(200, out);
+  });
+}
+
+// --- CMK approvals (S10)
+
+Response WriteApproval(const Services& s, Request& r, bool grant) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string kind = r.params["kind"];
+    const std::string scope =
+        SubscriptionScope(s) + "/providers/Microsoft.KeyFoundry/cmkApprovals/" + kind;
+    return Audited(
+        s, r, caller, grant ? "CmkApprovalGrant" : "CmkApprovalRevoke", scope, [&]() -> Response {
+          if (auto denied = Authorize(s, caller, SubscriptionScope(s),
+                                      grant ? "Microsoft.KeyFoundry/cmkApprovals/write"
+                                            : "Microsoft.KeyFoundry/cmkApprovals/delete")) {
+            return *denied;
+          }
+          Status done = grant ? s.accounts->GrantApproval(s.subscription_id, kind, caller.object_id)
+                              : s.accounts->RevokeApproval(s.subscription_id, kind);
+          if (!done.ok()) return ErrorResponse(r, done);
+          if (!grant) return http::Text(200, "", "");
+          return http::Json(200, {{"id", scope}, {"kind", kind}, {"approved", true}});
+        }());
+  });
+}
+
+Response ListApprovals(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    if (auto denied =
+            Authorize(s, caller, SubscriptionScope(s), "Microsoft.KeyFoundry/cmkApprovals/read")) {
+      return *denied;
+    }
+    StatusOr<Json> approvals = s.accounts->ListApprovals(s.subscription_id);
+    if (!approvals.ok()) return InternalFailure(r, approvals.status());
+    return http::Json(200, {{"value", *approvals}});
+  });
+}
+
+}  // namespace
+
+void AddAccountRoutes(http::Router& router, std::shared_ptr<Services> services) {
+  const auto& s = services;
+  const std::string account = kAccountPath;
+  const std::string group_accounts =
+      "/subscriptions/{subscriptionId}/resourceGroups/{resourceGroupName}/providers/"
+      "Microsoft.CognitiveServices/accounts";
+  router.Add("GET", "*", group_accounts, [s](Request& r) { return ListAccounts(*s, r, true); });
+  router.Add("GET", "*",
+             "/subscriptions/{subscriptionId}/providers/Microsoft.CognitiveServices/accounts",
+             [s](Request& r) { return ListAccounts(*s, r, false); });
+  router.Add("PUT", "*", account, [s](Request& r) { return WriteAccount(*s, r, false); });
+  router.Add("PATCH", "*", account, [s](Request& r) { return WriteAccount(*s, r, true); });
+  router.Add("GET", "*", account, [s](Request& r) { return GetAccount(*s, r); });
+  router.Add("DELETE", "*", account, [s](Request& r) { return DeleteAccount(*s, r); });
+  router.Add("POST", "*", account + "/listKeys", [s](Request& r) { return ListKeys(*s, r); });
+  router.Add("POST", "*", account + "/regenerateKey",
+             [s](Request& r) { return RegenerateKey(*s, r); });
+  router.Add("GET", "*", account + "/encryptionStatus",
+             [s](Request& r) { return EncryptionStatus(*s, r); });
+  const std::string approvals = kApprovalsPath;
+  router.Add("GET", "*", approvals, [s](Request& r) { return ListApprovals(*s, r); });
+  router.Add("PUT", "*", approvals + "/{kind}",
+             [s](Request& r) { return WriteApproval(*s, r, true); });
+  router.Add("DELETE", "*", approvals + "/{kind}",
+             [s](Request& r) { return WriteApproval(*s, r, false); });
+}
+
+}  // namespace keyfoundry::server
