@@ -18,6 +18,9 @@
 #include "common/status.h"
 
 namespace keyfoundry {
+namespace http {
+struct ClientRequest;
+}  // namespace http
 
 struct ClientOptions {
   std::string server;  // "https://HOST:PORT"
@@ -92,6 +95,10 @@ class Client {
   const ClientOptions& options() const { return options_; }
 
  private:
+  // A request to `path` with the token (when not empty) and `headers`.
+  http::ClientRequest Request(
+      const std::string& method, const std::string& path, const AccessToken& token,
+      const std::vector<std::pair<std::string, std::string>>& headers) const;
   StatusOr<ApiResult> Send(const std::string& method, const std::string& path,
                            const AccessToken& token, std::string* body,
                            const std::vector<std::pair<std::string, std::string>>& headers = {});

@@ -110,9 +110,20 @@ Status Create(const AccountOptions& o) {
   return OkStatus();
 }
 
-// PATCH with what the options change.
-Status Update(const AccountOptions& o) {
+// PATCH with what the options change. A new key name or version without a vault rotates
+// within the account's current vault.
+Status Update(const AccountOptions& given) {
   ASSIGN_OR_RETURN(Session s, OpenSession());
+  AccountOptions o = given;
+  if (o.key_vault.empty() && (!o.key_name.empty() || o.key_version.has_value())) {
+    ASSIGN_OR_RETURN(ApiResult current, s.client->Call("GET", AccountPath(s, o), s.token));
+    o.key_vault = current.body.value(
+        "/properties/encryption/keyVaultProperties/keyVaultUri"_json_pointer, std::string());
+    if (o.key_name.empty()) {
+      o.key_name = current.body.value(
+          "/properties/encryption/keyVaultProperties/keyName"_json_pointer, std::string());
+    }
+  }
   Json body = {{"properties", Json::object()}};
   ASSIGN_OR_RETURN(Json encryption, EncryptionOf(s, o));
   if (!encryption.is_null()) body["properties"]["encryption"] = encryption;

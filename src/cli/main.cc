@@ -14,6 +14,10 @@
 //                   list-deleted|recover|purge|backup|restore|rotate|encrypt|decrypt|sign|verify
 //   kf keyvault key rotation-policy show|update
 //   kf audit list|verify
+//   kf cognitiveservices account create|update|show|list|delete
+//   kf cognitiveservices account identity assign|remove|show    ... keys list|regenerate
+//   kf cognitiveservices account encryption show    kf cognitiveservices cmk-approval grant|revoke|list
+//   kf openai file upload|list|show|download|delete
 // (docs/cli.md has every flag.)
 //
 // Output is JSON on stdout, as `az` prints by default, or a table with -o table (anywhere on the

@@ -144,9 +144,25 @@ StatusOr<ApiResult> Client::CallWithSecretBody(const std::string& method, const 
   return result;
 }
 
-StatusOr<ApiResult> Client::Send(const std::string& method, const std::string& path,
-                                 const AccessToken& token, std::string* body,
-                                 const std::vector<std::pair<std::string, std::string>>& headers) {
+namespace {
+
+// The JSON answer of a 2xx response, or the error an Azure envelope carries.
+StatusOr<ApiResult> ResultOf(const http::ClientResponse& response) {
+  if (response.status < 200 || response.status > 299) return ErrorFrom(response);
+  ApiResult result;
+  result.status = response.status;
+  if (!response.body.empty()) {
+    result.body = nlohmann::json::parse(response.body, nullptr, false);
+    if (result.body.is_discarded()) return InternalError("the server's answer is not JSON");
+  }
+  return result;
+}
+
+}  // namespace
+
+http::ClientRequest Client::Request(
+    const std::string& method, const std::string& path, const AccessToken& token,
+    const std::vector<std::pair<std::string, std::string>>& headers) const {
   http::ClientRequest request;
   request.method = method;
   request.url = options_.server + path;
@@ -154,6 +170,13 @@ StatusOr<ApiResult> Client::Send(const std::string& method, const std::string& p
   request.connect_address = options_.connect_address;
   if (!token.token.empty()) request.headers = {{"Authorization", "Bearer " + token.token}};
   for (const auto& h : headers) request.headers.push_back(h);
+  return request;
+}
+
+StatusOr<ApiResult> Client::Send(const std::string& method, const std::string& path,
+                                 const AccessToken& token, std::string* body,
+                                 const std::vector<std::pair<std::string, std::string>>& headers) {
+  http::ClientRequest request = Request(method, path, token, headers);
   if (body != nullptr) {
     request.headers.emplace_back("Content-Type", "application/json");
     request.body.swap(*body);
@@ -161,51 +184,25 @@ StatusOr<ApiResult> Client::Send(const std::string& method, const std::string& p
   StatusOr<http::ClientResponse> sent = http::HttpsRequest(request);
   if (body != nullptr) request.body.swap(*body);  // back to the caller, who may wipe it
   ASSIGN_OR_RETURN(http::ClientResponse response, std::move(sent));
-  if (response.status < 200 || response.status > 299) return ErrorFrom(response);
-  ApiResult result;
-  result.status = response.status;
-  if (!response.body.empty()) {
-    result.body = nlohmann::json::parse(response.body, nullptr, false);
-    if (result.body.is_discarded()) return InternalError("the server's answer is not JSON");
-  }
-  return result;
+  return ResultOf(response);
 }
 
 StatusOr<ApiResult> Client::Upload(
     const std::string& path, const AccessToken& token, const std::string& content_type,
     uint64_t size, std::function<StatusOr<size_t>(std::span<uint8_t>)> source,
     const std::vector<std::pair<std::string, std::string>>& headers) {
-  http::ClientRequest request;
-  request.method = "POST";
-  request.url = options_.server + path;
-  request.ca_pem = options_.ca_pem;
-  request.connect_address = options_.connect_address;
-  if (!token.token.empty()) request.headers = {{"Authorization", "Bearer " + token.token}};
+  http::ClientRequest request = Request("POST", path, token, headers);
   request.headers.emplace_back("Content-Type", content_type);
-  for (const auto& h : headers) request.headers.push_back(h);
   request.body_source = std::move(source);
   request.body_size = size;
   ASSIGN_OR_RETURN(http::ClientResponse response, http::HttpsRequest(request));
-  if (response.status < 200 || response.status > 299) return ErrorFrom(response);
-  ApiResult result;
-  result.status = response.status;
-  if (!response.body.empty()) {
-    result.body = nlohmann::json::parse(response.body, nullptr, false);
-    if (result.body.is_discarded()) return InternalError("the server's answer is not JSON");
-  }
-  return result;
+  return ResultOf(response);
 }
 
 Status Client::Download(const std::string& path, const AccessToken& token,
                         std::function<Status(std::string_view)> sink,
                         const std::vector<std::pair<std::string, std::string>>& headers) {
-  http::ClientRequest request;
-  request.method = "GET";
-  request.url = options_.server + path;
-  request.ca_pem = options_.ca_pem;
-  request.connect_address = options_.connect_address;
-  if (!token.token.empty()) request.headers = {{"Authorization", "Bearer " + token.token}};
-  for (const auto& h : headers) request.headers.push_back(h);
+  http::ClientRequest request = Request("GET", path, token, headers);
   request.response_sink = std::move(sink);
   ASSIGN_OR_RETURN(http::ClientResponse response, http::HttpsRequest(request));
   if (response.status < 200 || response.status > 299) return ErrorFrom(response);

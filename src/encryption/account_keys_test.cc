@@ -11,9 +11,9 @@
 #include <fstream>
 
 #include "encryption/local_vault_client.h"
-#include "hsm/pkcs11/pkcs11_key_provider.h"
 #include "keyvault/key_vault.h"
 #include "storage/sqlite/sqlite_metadata_store.h"
+#include "support/softhsm.h"
 #include "support/test_util.h"
 
 namespace keyfoundry::encryption {
@@ -53,16 +53,7 @@ class CountingClient : public VaultClient {
 class AccountKeysTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string conf = dir_.path() + "/softhsm2.conf";
-    std::filesystem::create_directories(dir_.path() + "/tokens");
-    std::ofstream(conf) << "directories.tokendir = " << dir_.path()
-                        << "/tokens\nobjectstore.backend = file\nlog.level = ERROR\n";
-    ASSERT_EQ(::setenv("SOFTHSM2_CONF", conf.c_str(), 1), 0);
-    hsm::Pkcs11Options options;
-    options.user_pin = SecretBytes(AsBytes("1234"), InsecureSecretAccess());
-    options.so_pin = SecretBytes(AsBytes("5678"), InsecureSecretAccess());
-    options.initialize_if_missing = true;
-    auto provider = hsm::Pkcs11KeyProvider::Open(options);
+    auto provider = testutil::OpenSoftHsm(dir_.path());
     ASSERT_TRUE(provider.ok()) << provider.status();
     hsm_ = *std::move(provider);
     auto store = storage::SqliteMetadataStore::Open(dir_.path() + "/metadata.db");

@@ -35,6 +35,16 @@ std::optional<LocalVault> SplitVaultUri(std::string_view uri, std::string_view s
   return out;
 }
 
+// The vault of `uri`, or InvalidArgument (reason "VaultNotFound") when it is not ours.
+StatusOr<LocalVault> OwnVault(std::string_view uri, std::string_view suffix) {
+  auto vault = SplitVaultUri(uri, suffix);
+  if (!vault.has_value()) {
+    return InvalidArgumentError("not a vault of this deployment: " + std::string(uri))
+        .WithReason("VaultNotFound");
+  }
+  return *std::move(vault);
+}
+
 keyvault::AccessContext ContextFor(const ActingIdentity& who, const LocalVault& vault) {
   keyvault::AccessContext ctx;
   ctx.object_id = who.object_id;
@@ -71,15 +81,11 @@ bool LocalVaultClient::Owns(std::string_view vault_uri) const {
 
 StatusOr<VaultKeyInfo> LocalVaultClient::GetKey(const ActingIdentity& who,
                                                 const KeyReference& key) {
-  auto vault = SplitVaultUri(key.vault_uri, vault_suffix_);
-  if (!vault.has_value()) {
-    return InvalidArgumentError("not a vault of this deployment: " + key.vault_uri)
-        .WithReason("VaultNotFound");
-  }
+  ASSIGN_OR_RETURN(LocalVault vault, OwnVault(key.vault_uri, vault_suffix_));
   ASSIGN_OR_RETURN(keyvault::KeyVersion version,
-                   key_vault_.GetKey(ContextFor(who, *vault), vault->name, key.name, key.version));
+                   key_vault_.GetKey(ContextFor(who, vault), vault.name, key.name, key.version));
   VaultKeyInfo info;
-  info.kid = KidOf(*vault, version);
+  info.kid = KidOf(vault, version);
   info.kty = std::string(keyvault::KeyTypeName(version.type));
   if (keyvault::IsRsa(version.type)) {
     size_t leading_zeros = 0;
@@ -100,29 +106,21 @@ StatusOr<VaultKeyInfo> LocalVaultClient::GetKey(const ActingIdentity& who,
 StatusOr<WrappedKey> LocalVaultClient::WrapKey(const ActingIdentity& who, const KeyReference& key,
                                                std::string_view algorithm,
                                                const SecretBytes& key_bytes) {
-  auto vault = SplitVaultUri(key.vault_uri, vault_suffix_);
-  if (!vault.has_value()) {
-    return InvalidArgumentError("not a vault of this deployment: " + key.vault_uri)
-        .WithReason("VaultNotFound");
-  }
+  ASSIGN_OR_RETURN(LocalVault vault, OwnVault(key.vault_uri, vault_suffix_));
   ASSIGN_OR_RETURN(keyvault::EncryptionAlgorithm alg, Algorithm(algorithm));
   ASSIGN_OR_RETURN(keyvault::KeyOperationOutput out,
-                   key_vault_.WrapKey(ContextFor(who, *vault), vault->name, key.name, key.version,
+                   key_vault_.WrapKey(ContextFor(who, vault), vault.name, key.name, key.version,
                                       alg, key_bytes.Reveal(InsecureSecretAccess())));
-  return WrappedKey{KidOf(*vault, out.key), std::move(out.value)};
+  return WrappedKey{KidOf(vault, out.key), std::move(out.value)};
 }
 
 StatusOr<SecretBytes> LocalVaultClient::UnwrapKey(const ActingIdentity& who, std::string_view kid,
                                                   std::string_view algorithm, ByteView wrapped) {
   ASSIGN_OR_RETURN(KeyReference ref, ParseKid(kid));
-  auto vault = SplitVaultUri(ref.vault_uri, vault_suffix_);
-  if (!vault.has_value()) {
-    return InvalidArgumentError("not a vault of this deployment: " + ref.vault_uri)
-        .WithReason("VaultNotFound");
-  }
+  ASSIGN_OR_RETURN(LocalVault vault, OwnVault(ref.vault_uri, vault_suffix_));
   ASSIGN_OR_RETURN(keyvault::EncryptionAlgorithm alg, Algorithm(algorithm));
   ASSIGN_OR_RETURN(keyvault::KeyOperationOutput out,
-                   key_vault_.UnwrapKey(ContextFor(who, *vault), vault->name, ref.name, ref.version,
+                   key_vault_.UnwrapKey(ContextFor(who, vault), vault.name, ref.name, ref.version,
                                         alg, wrapped));
   SecretBytes secret(out.value, InsecureSecretAccess());
   std::fill(out.value.begin(), out.value.end(), 0);

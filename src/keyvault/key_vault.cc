@@ -656,13 +656,21 @@ StatusOr<Vault> KeyVault::Authorize(const AccessContext& ctx, std::string_view v
     return vault;
   }
   if (!PolicyGrants(vault, ctx.object_id, permission)) {
+    // set-policy replaces the principal's permissions: the hint keeps the ones it has.
+    std::string permissions;
+    for (const AccessPolicy& policy : vault.access_policies) {
+      if (!EqualsIgnoreCase(policy.object_id, ctx.object_id) || !policy.application_id.empty()) {
+        continue;
+      }
+      for (KeyPermission p : policy.keys) permissions += std::string(KeyPermissionName(p)) + " ";
+    }
+    permissions += std::string(KeyPermissionName(permission));
     return PermissionDeniedError(
                "The user, group or application '" + CallerText(ctx) + "' does not have keys " +
                std::string(KeyPermissionName(permission)) + " permission on key vault '" +
                vault.name + ";location=" + vault.location +
                "'. Grant it with an access policy (kf keyvault set-policy --name " + vault.name +
-               " --object-id " + ctx.object_id + " --key-permissions " +
-               std::string(KeyPermissionName(permission)) + ").")
+               " --object-id " + ctx.object_id + " --key-permissions " + permissions + ").")
         .WithReason("AccessDenied");
   }
   return vault;

@@ -10,8 +10,8 @@
 #include <thread>
 
 #include "crypto/random.h"
-#include "hsm/pkcs11/pkcs11_key_provider.h"
 #include "storage/sqlite/sqlite_metadata_store.h"
+#include "support/softhsm.h"
 #include "support/test_util.h"
 
 namespace keyfoundry::keyvault {
@@ -26,16 +26,7 @@ constexpr char kStranger[] = "99999999-2222-3333-4444-555555555555";
 class KeyVaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string conf = dir_.path() + "/softhsm2.conf";
-    std::filesystem::create_directories(dir_.path() + "/tokens");
-    std::ofstream(conf) << "directories.tokendir = " << dir_.path()
-                        << "/tokens\nobjectstore.backend = file\nlog.level = ERROR\n";
-    ASSERT_EQ(::setenv("SOFTHSM2_CONF", conf.c_str(), 1), 0);
-    hsm::Pkcs11Options options;
-    options.user_pin = SecretBytes(AsBytes("1234"), InsecureSecretAccess());
-    options.so_pin = SecretBytes(AsBytes("5678"), InsecureSecretAccess());
-    options.initialize_if_missing = true;
-    auto provider = hsm::Pkcs11KeyProvider::Open(options);
+    auto provider = testutil::OpenSoftHsm(dir_.path());
     ASSERT_TRUE(provider.ok()) << provider.status();
     hsm_ = *std::move(provider);
     auto store = storage::SqliteMetadataStore::Open(dir_.path() + "/metadata.db");

@@ -309,7 +309,7 @@ Response WriteAccount(const Services& s, Request& r, bool patch) {
         }
       }
 
-      if (after.customer_managed() && !wants_identity && !before.customer_managed()) {
+      if (after.customer_managed() && identity_type == "None" && !before.customer_managed()) {
         return Refuse("ManagedIdentityRequired",
                       "Customer-managed keys need the account's system-assigned managed identity: "
                       "keep identity.type SystemAssigned in the same request.");

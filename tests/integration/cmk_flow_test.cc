@@ -38,6 +38,12 @@
 namespace keyfoundry {
 namespace {
 
+using testutil::Body;
+using testutil::Claims;
+using testutil::ErrorCode;
+using testutil::ErrorField;
+using testutil::ErrorMessage;
+using testutil::InnerCode;
 using testutil::KeyfoundrydProcess;
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -59,36 +65,8 @@ constexpr milliseconds kRestorationBound{6000};
 
 // ------------------------------------------------------------------ small helpers
 
-Json Body(const http::ClientResponse& r) { return Json::parse(r.body, nullptr, false); }
-
-std::string ErrorField(const http::ClientResponse& r, const char* field) {
-  Json b = Body(r);
-  if (!b.is_object() || !b.contains("error") || !b["error"].is_object()) return "";
-  const Json& v = b["error"][field];
-  return v.is_string() ? v.get<std::string>() : "";
-}
-std::string ErrorCode(const http::ClientResponse& r) { return ErrorField(r, "code"); }
-std::string ErrorMessage(const http::ClientResponse& r) { return ErrorField(r, "message"); }
-
-std::string InnerCode(const http::ClientResponse& r) {
-  Json b = Body(r);
-  if (!b.is_object() || !b.contains("error") || !b["error"].is_object() ||
-      !b["error"].contains("innererror") || !b["error"]["innererror"].is_object()) {
-    return "";
-  }
-  return b["error"]["innererror"].value("code", "");
-}
-
 std::string Describe(const http::ClientResponse& r) {
   return std::to_string(r.status) + " " + r.body.substr(0, 600);
-}
-
-Json Claims(const std::string& token) {
-  const size_t a = token.find('.');
-  const size_t b = token.find('.', a + 1);
-  if (a == std::string::npos || b == std::string::npos) return Json();
-  StatusOr<Bytes> payload = Base64UrlDecode(token.substr(a + 1, b - a - 1));
-  return payload.ok() ? Json::parse(AsStringView(*payload), nullptr, false) : Json();
 }
 
 std::string RandomData(size_t n) {

@@ -19,16 +19,10 @@
 namespace keyfoundry {
 namespace {
 
+using testutil::Body;
+using testutil::Claims;
 using testutil::KeyfoundrydProcess;
 using Json = nlohmann::json;
-
-Json Body(const http::ClientResponse& r) { return Json::parse(r.body, nullptr, false); }
-
-Json Claims(const std::string& token) {
-  size_t a = token.find('.'), b = token.find('.', a + 1);
-  auto payload = Base64UrlDecode(token.substr(a + 1, b - a - 1));
-  return payload.ok() ? Json::parse(AsStringView(*payload), nullptr, false) : Json();
-}
 
 std::string Form(std::initializer_list<std::pair<std::string, std::string>> fields) {
   std::string out;

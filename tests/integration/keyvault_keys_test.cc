@@ -33,6 +33,11 @@
 namespace keyfoundry {
 namespace {
 
+using testutil::Body;
+using testutil::Claims;
+using testutil::ErrorCode;
+using testutil::ErrorMessage;
+using testutil::InnerCode;
 using testutil::KeyfoundrydProcess;
 using Json = nlohmann::json;
 
@@ -44,37 +49,6 @@ constexpr int kRetentionDays = 7;
 constexpr char kCryptoServiceEncryptionUser[] = "e147488a-f6f5-4113-8e2d-b22465e65bf6";
 
 // ------------------------------------------------------------------ small helpers
-
-Json Body(const http::ClientResponse& r) { return Json::parse(r.body, nullptr, false); }
-
-std::string ErrorCode(const http::ClientResponse& r) {
-  Json b = Body(r);
-  if (!b.is_object() || !b.contains("error") || !b["error"].is_object()) return "";
-  return b["error"].value("code", "");
-}
-
-std::string InnerCode(const http::ClientResponse& r) {
-  Json b = Body(r);
-  if (!b.is_object() || !b.contains("error") || !b["error"].is_object() ||
-      !b["error"].contains("innererror") || !b["error"]["innererror"].is_object()) {
-    return "";
-  }
-  return b["error"]["innererror"].value("code", "");
-}
-
-std::string ErrorMessage(const http::ClientResponse& r) {
-  Json b = Body(r);
-  if (!b.is_object() || !b.contains("error") || !b["error"].is_object()) return "";
-  return b["error"].value("message", "");
-}
-
-Json Claims(const std::string& token) {
-  size_t a = token.find('.');
-  size_t b = token.find('.', a + 1);
-  if (a == std::string::npos || b == std::string::npos) return Json();
-  StatusOr<Bytes> payload = Base64UrlDecode(token.substr(a + 1, b - a - 1));
-  return payload.ok() ? Json::parse(AsStringView(*payload), nullptr, false) : Json();
-}
 
 int64_t Now() {
   return std::chrono::duration_cast<std::chrono::seconds>(

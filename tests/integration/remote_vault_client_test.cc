@@ -31,6 +31,7 @@
 namespace keyfoundry::encryption {
 namespace {
 
+using testutil::Body;
 using testutil::KeyfoundrydProcess;
 using Json = nlohmann::json;
 
@@ -39,8 +40,6 @@ constexpr char kKeysApiVersion[] = "7.4";
 constexpr char kResourceGroup[] = "rg-remote";
 constexpr char kKey[] = "cmk";
 constexpr char kAlg[] = "RSA-OAEP-256";
-
-Json Body(const http::ClientResponse& r) { return Json::parse(r.body, nullptr, false); }
 
 SecretBytes RandomKey() {
   StatusOr<Bytes> bytes = crypto::RandomBytes(32);

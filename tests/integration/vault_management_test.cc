@@ -18,14 +18,13 @@
 namespace keyfoundry {
 namespace {
 
+using testutil::Body;
 using testutil::KeyfoundrydProcess;
 using Json = nlohmann::json;
 
 constexpr char kApiVersion[] = "2023-07-01";
 constexpr char kPrincipal1[] = "aaaaaaaa-0000-4000-8000-000000000001";
 constexpr char kPrincipal2[] = "bbbbbbbb-0000-4000-8000-000000000002";
-
-Json Body(const http::ClientResponse& r) { return Json::parse(r.body, nullptr, false); }
 
 class VaultManagementTest : public ::testing::Test {
  protected:

@@ -16,11 +16,48 @@
 #include <thread>
 #include <vector>
 
+#include "common/encoding.h"
 #include "common/file_util.h"
 #include "http/client.h"
 #include "support/test_util.h"
 
 namespace keyfoundry::testutil {
+
+// ---------------------------------------------------------------- answers
+
+// The JSON body of a response (discarded when it is not JSON).
+inline nlohmann::json Body(const http::ClientResponse& r) {
+  return nlohmann::json::parse(r.body, nullptr, false);
+}
+
+// A member of the Azure error envelope {"error": {"code", "message", "innererror": {"code"}}},
+// or "" when the body has none.
+inline std::string ErrorField(const http::ClientResponse& r, const char* field) {
+  nlohmann::json b = Body(r);
+  if (!b.is_object() || !b.contains("error") || !b["error"].is_object()) return "";
+  const nlohmann::json& v = b["error"][field];
+  return v.is_string() ? v.get<std::string>() : "";
+}
+inline std::string ErrorCode(const http::ClientResponse& r) { return ErrorField(r, "code"); }
+inline std::string ErrorMessage(const http::ClientResponse& r) { return ErrorField(r, "message"); }
+inline std::string InnerCode(const http::ClientResponse& r) {
+  nlohmann::json b = Body(r);
+  if (!b.is_object() || !b.contains("error") || !b["error"].is_object() ||
+      !b["error"].contains("innererror") || !b["error"]["innererror"].is_object()) {
+    return "";
+  }
+  return b["error"]["innererror"].value("code", "");
+}
+
+// The claims of a JWT (unverified: tests read what the server issued).
+inline nlohmann::json Claims(const std::string& token) {
+  const size_t a = token.find('.');
+  const size_t b = token.find('.', a + 1);
+  if (a == std::string::npos || b == std::string::npos) return nlohmann::json();
+  StatusOr<Bytes> payload = Base64UrlDecode(token.substr(a + 1, b - a - 1));
+  return payload.ok() ? nlohmann::json::parse(AsStringView(*payload), nullptr, false)
+                      : nlohmann::json();
+}
 
 class KeyfoundrydProcess {
  public:
