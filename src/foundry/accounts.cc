@@ -17,6 +17,7 @@ using Json = nlohmann::json;
 
 constexpr std::string_view kTable = "cs_accounts";
 constexpr std::string_view kApprovalTable = "cmk_approvals";
+constexpr std::string_view kProjectTable = "cs_projects";
 constexpr size_t kApiKeySize = 32;
 constexpr size_t kMinNameSize = 2;
 constexpr size_t kMaxNameSize = 64;
@@ -553,6 +554,106 @@ StatusOr<Json> AccountStore::ListApprovals(std::string_view subscription_id) con
                    {"grantedAt", FormatIso8601(j.value("granted_at", int64_t{0}))}});
   }
   return out;
+}
+
+namespace {
+
+std::string ProjectKey(const Account& account, std::string_view name) {
+  return ToLowerAscii(account.name) + "/" + ToLowerAscii(name);
+}
+
+Status ProjectNotFound(std::string_view name) {
+  return NotFoundError("The project '" + std::string(name) + "' was not found.")
+      .WithReason("ResourceNotFound");
+}
+
+}  // namespace
+
+StatusOr<Json> AccountStore::PutProject(const Account& account, std::string_view name,
+                                        const Json& body, bool* created) {
+  if (!ValidateAccountName(name).ok()) {
+    return InvalidArgumentError("The project name '" + std::string(name) +
+                                "' is invalid: use 2 to 64 letters, digits and hyphens.")
+        .WithReason("InvalidResourceName");
+  }
+  if (!body.is_object()) {
+    return InvalidArgumentError("the body must be a JSON object")
+        .WithReason("InvalidRequestContent");
+  }
+  Json properties = body.value("properties", Json::object());
+  if (!properties.is_object()) return BadField("properties must be an object");
+  for (const char* field : {"displayName", "description"}) {
+    if (properties.contains(field) && !properties[field].is_string()) {
+      return BadField(std::string("properties.") + field + " must be a string");
+    }
+  }
+  if (body.contains("tags") && !body["tags"].is_null()) {
+    RETURN_IF_ERROR(keyvault::ValidateArmTags(body["tags"]));
+  }
+  StatusOr<Json> existing = GetProject(account, name);
+  if (!existing.ok() && existing.status().code() != StatusCode::kNotFound) return existing.status();
+  properties["provisioningState"] = "Succeeded";
+  Json project = {
+      {"id", account.ResourceId() + "/projects/" +
+                 (existing.ok() ? existing->value("name", std::string(name)) : std::string(name))},
+      {"name", existing.ok() ? existing->value("name", std::string(name)) : std::string(name)},
+      {"type", "Microsoft.CognitiveServices/accounts/projects"},
+      {"location", body.value("location", account.location)},
+      {"tags", body.contains("tags") && body["tags"].is_object() ? body["tags"] : Json::object()},
+      {"identity", {{"type", "None"}}},
+      {"properties", properties}};
+  const std::string value = project.dump();
+  RETURN_IF_ERROR(store_.Write([&](storage::Transaction& txn) -> Status {
+    return txn.Put(kProjectTable, ProjectKey(account, name), AsBytes(value));
+  }));
+  if (created != nullptr) *created = !existing.ok();
+  return project;
+}
+
+StatusOr<Json> AccountStore::GetProject(const Account& account, std::string_view name) const {
+  std::optional<storage::Record> record;
+  if (ValidateAccountName(name).ok()) {
+    RETURN_IF_ERROR(store_.Read([&](storage::Transaction& txn) -> Status {
+      ASSIGN_OR_RETURN(record, txn.Get(kProjectTable, ProjectKey(account, name)));
+      return OkStatus();
+    }));
+  }
+  if (!record.has_value()) return ProjectNotFound(name);
+  Json project = Json::parse(AsStringView(record->value), nullptr, false);
+  if (!project.is_object()) return DataLossError("a project record is corrupt");
+  return project;
+}
+
+StatusOr<std::vector<Json>> AccountStore::ListProjects(const Account& account) const {
+  std::vector<storage::Record> records;
+  RETURN_IF_ERROR(store_.Read([&](storage::Transaction& txn) -> Status {
+    ASSIGN_OR_RETURN(records, txn.Scan(kProjectTable, ToLowerAscii(account.name) + "/", "",
+                                       storage::kMaxScanLimit));
+    return OkStatus();
+  }));
+  std::vector<Json> out;
+  for (const auto& r : records) {
+    Json project = Json::parse(AsStringView(r.value), nullptr, false);
+    if (!project.is_object()) return DataLossError("a project record is corrupt");
+    out.push_back(std::move(project));
+  }
+  return out;
+}
+
+Status AccountStore::DeleteProject(const Account& account, std::string_view name) {
+  return store_.Write([&](storage::Transaction& txn) -> Status {
+    Status s = txn.Delete(kProjectTable, ProjectKey(account, name));
+    return s.code() == StatusCode::kNotFound ? ProjectNotFound(name) : s;
+  });
+}
+
+Status AccountStore::DeleteProjects(const Account& account) {
+  return store_.Write([&](storage::Transaction& txn) -> Status {
+    ASSIGN_OR_RETURN(auto records, txn.Scan(kProjectTable, ToLowerAscii(account.name) + "/", "",
+                                            storage::kMaxScanLimit));
+    for (const auto& r : records) RETURN_IF_ERROR(txn.Delete(kProjectTable, r.key));
+    return OkStatus();
+  });
 }
 
 }  // namespace keyfoundry::foundry

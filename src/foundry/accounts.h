@@ -18,6 +18,7 @@
 // Storage (MetadataStore tables; JSON values with "v": 1):
 //   cs_accounts       {lower name}                    the account
 //   cmk_approvals     {lower subscription}/{lower kind}  {granted_by, granted_at}
+//   cs_projects       {lower account name}/{lower project}  the project resource (ARM JSON)
 //
 // Thread safety: AccountStore may be used from many threads at once.
 #ifndef KEYFOUNDRY_FOUNDRY_ACCOUNTS_H_
@@ -130,6 +131,16 @@ class AccountStore {
   StatusOr<Account> RegenerateKey(const Account& account, int which);
   // True when `api_key` is one of the account's keys (constant time).
   static bool CheckApiKey(const Account& account, std::string_view api_key);
+
+  // Projects: child resources of an account (Foundry projects), kept as their ARM body with
+  // the name as created. Put validates the name (as an account's, 2..64) and the body's
+  // shape: {location?, tags?, identity?, properties?: {displayName?, description?}}.
+  StatusOr<nlohmann::json> PutProject(const Account& account, std::string_view name,
+                                      const nlohmann::json& body, bool* created);
+  StatusOr<nlohmann::json> GetProject(const Account& account, std::string_view name) const;
+  StatusOr<std::vector<nlohmann::json>> ListProjects(const Account& account) const;
+  Status DeleteProject(const Account& account, std::string_view name);
+  Status DeleteProjects(const Account& account);
 
   // CMK approvals (S10).
   Status GrantApproval(std::string_view subscription_id, std::string_view kind,

@@ -5,6 +5,7 @@
 //   .../accounts/{name}/listKeys                                POST
 //   .../accounts/{name}/regenerateKey                           POST {keyName: Key1 | Key2}
 //   .../accounts/{name}/encryptionStatus                        GET (generations, usage)
+//   .../accounts/{name}/projects[/{project}]                    GET PUT DELETE
 //   /subscriptions/{s}/providers/Microsoft.CognitiveServices/accounts                  GET
 //   /subscriptions/{s}/providers/Microsoft.KeyFoundry/cmkApprovals[/{kind}]  GET PUT DELETE
 //
@@ -403,6 +404,9 @@ Response DeleteAccount(const Services& s, Request& r) {
       if (Status files = s.files->DeleteAll(account.Key()); !files.ok()) {
         return InternalFailure(r, files);
       }
+      if (Status projects = s.accounts->DeleteProjects(account); !projects.ok()) {
+        return InternalFailure(r, projects);
+      }
       if (Status keys = s.account_keys->DeleteAccount(account.Key()); !keys.ok()) {
         return InternalFailure(r, keys);
       }
@@ -534,6 +538,65 @@ Response EncryptionStatus(const Services& s, Request& r) {
   });
 }
 
+// --- projects (child resources)
+
+Response WriteProject(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string scope =
+        AccountScope(s, r.params["resourceGroupName"], r.params["accountName"]) + "/projects/" +
+        r.params["projectName"];
+    return Audited(s, r, caller, "ProjectWrite", scope, [&]() -> Response {
+      StatusOr<Json> body = ParseJsonBody(r);
+      if (!body.ok()) return ErrorResponse(r, body.status());
+      auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/projects/write");
+      if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+      bool created = false;
+      StatusOr<Json> project = s.accounts->PutProject(std::get<Account>(found),
+                                                      r.params["projectName"], *body, &created);
+      if (!project.ok()) return ErrorResponse(r, project.status());
+      return http::Json(created ? 201 : 200, *project);
+    }());
+  });
+}
+
+Response GetProject(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/projects/read");
+    if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+    StatusOr<Json> project =
+        s.accounts->GetProject(std::get<Account>(found), r.params["projectName"]);
+    if (!project.ok()) return ErrorResponse(r, project.status());
+    return http::Json(200, *project);
+  });
+}
+
+Response ListProjects(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/projects/read");
+    if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+    StatusOr<std::vector<Json>> projects = s.accounts->ListProjects(std::get<Account>(found));
+    if (!projects.ok()) return InternalFailure(r, projects.status());
+    return http::Json(200, {{"value", *projects}});
+  });
+}
+
+Response DeleteProject(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string scope =
+        AccountScope(s, r.params["resourceGroupName"], r.params["accountName"]) + "/projects/" +
+        r.params["projectName"];
+    return Audited(s, r, caller, "ProjectDelete", scope, [&]() -> Response {
+      auto found =
+          FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/projects/delete");
+      if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+      Status deleted = s.accounts->DeleteProject(std::get<Account>(found), r.params["projectName"]);
+      if (deleted.code() == StatusCode::kNotFound) return http::Text(204, "", "");
+      if (!deleted.ok()) return ErrorResponse(r, deleted);
+      return http::Text(200, "", "");
+    }());
+  });
+}
+
 // --- CMK approvals (S10)
 
 Response WriteApproval(const Services& s, Request& r, bool grant) {
@@ -590,6 +653,13 @@ void AddAccountRoutes(http::Router& router, std::shared_ptr<Services> services) 
              [s](Request& r) { return RegenerateKey(*s, r); });
   router.Add("GET", "*", account + "/encryptionStatus",
              [s](Request& r) { return EncryptionStatus(*s, r); });
+  router.Add("GET", "*", account + "/projects", [s](Request& r) { return ListProjects(*s, r); });
+  router.Add("PUT", "*", account + "/projects/{projectName}",
+             [s](Request& r) { return WriteProject(*s, r); });
+  router.Add("GET", "*", account + "/projects/{projectName}",
+             [s](Request& r) { return GetProject(*s, r); });
+  router.Add("DELETE", "*", account + "/projects/{projectName}",
+             [s](Request& r) { return DeleteProject(*s, r); });
   const std::string approvals = kApprovalsPath;
   router.Add("GET", "*", approvals, [s](Request& r) { return ListApprovals(*s, r); });
   router.Add("PUT", "*", approvals + "/{kind}",

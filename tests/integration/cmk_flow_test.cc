@@ -833,6 +833,32 @@ TEST_F(CmkFlowTest, APinnedKeyVersionIsNotFollowed) {
 // A vault with purge protection holding a good key and one bad key of each kind, and an
 // account with a system-assigned identity granted get, wrapKey and unwrapKey on it; CMK off.
 // Each refusal below starts from this and changes one thing.
+TEST_F(CmkFlowTest, ProjectsAreChildResourcesOfTheAccountAndGoWithIt) {
+  ASSERT_TRUE(kf_->MakeGroup("rg-projects"));
+  ASSERT_EQ(kf_->PutAccount("rg-projects", "acct-projects").status, 201);
+  const std::string projects = kf_->AccountId("rg-projects", "acct-projects") + "/projects";
+  http::ClientResponse created = kf_->Arm(
+      "PUT", projects + "/proj1", {{"location", "local"}, {"properties", {{"displayName", "P1"}}}});
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(Body(created)["type"], "Microsoft.CognitiveServices/accounts/projects");
+  EXPECT_EQ(Body(created)["properties"]["displayName"], "P1");
+  EXPECT_EQ(kf_->Arm("PUT", projects + "/proj1", {{"properties", {{"description", "d"}}}}).status,
+            200);
+  EXPECT_EQ(kf_->Arm("PUT", projects + "/x", Json::object()).status, 400);  // name too short
+  EXPECT_EQ(kf_->Arm("PUT", projects + "/proj2", {{"properties", {{"displayName", 7}}}}).status,
+            400);
+  http::ClientResponse listed = kf_->Arm("GET", projects, nullptr);
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_EQ(Body(listed)["value"].size(), 1u);
+  EXPECT_EQ(Body(kf_->Arm("GET", projects + "/proj1", nullptr))["properties"]["description"], "d");
+  EXPECT_EQ(kf_->Arm("DELETE", projects + "/proj1", nullptr).status, 200);
+  EXPECT_EQ(kf_->Arm("GET", projects + "/proj1", nullptr).status, 404);
+  EXPECT_EQ(kf_->Arm("PUT", projects + "/proj3", Json::object()).status, 201);
+  EXPECT_EQ(kf_->Arm("DELETE", kf_->AccountId("rg-projects", "acct-projects"), nullptr).status,
+            200);
+  EXPECT_EQ(kf_->Arm("GET", projects, nullptr).status, 404);  // the account is gone
+}
+
 TEST_F(CmkFlowTest, EnablingIsRefusedForEachBadKeyWithItsOwnCode) {
   const std::string rg = "rg-ref-keys";
   ASSERT_TRUE(kf_->MakeGroup(rg));
