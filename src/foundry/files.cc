@@ -23,15 +23,17 @@ std::string RecordKey(std::string_view account, std::string_view id) {
 }
 
 Json Encode(const FileInfo& f) {
-  return {{"v", 1},
-          {"id", f.id},
-          {"filename", f.filename},
-          {"purpose", f.purpose},
-          {"bytes", f.bytes},
-          {"created_at", f.created_at},
-          {"generation", f.generation},
-          {"key_block", Base64UrlEncode(f.key_block)},
-          {"stored_bytes", f.stored_bytes}};
+  Json j = {{"v", 1},
+            {"id", f.id},
+            {"filename", f.filename},
+            {"purpose", f.purpose},
+            {"bytes", f.bytes},
+            {"created_at", f.created_at},
+            {"generation", f.generation},
+            {"key_block", Base64UrlEncode(f.key_block)},
+            {"stored_bytes", f.stored_bytes}};
+  if (f.is_inline) j["inline"] = Base64UrlEncode(f.inline_content);
+  return j;
 }
 
 StatusOr<FileInfo> Decode(const storage::Record& r) {
@@ -50,6 +52,12 @@ StatusOr<FileInfo> Decode(const storage::Record& r) {
     if (!block.ok()) return corrupt();
     f.key_block = *std::move(block);
     f.stored_bytes = j.at("stored_bytes").get<uint64_t>();
+    if (j.contains("inline")) {
+      StatusOr<Bytes> content = Base64UrlDecode(j.at("inline").get<std::string>());
+      if (!content.ok()) return corrupt();
+      f.inline_content = *std::move(content);
+      f.is_inline = true;
+    }
   } catch (const Json::exception&) {
     return corrupt();
   }
@@ -85,25 +93,21 @@ Status ValidatePurpose(std::string_view purpose) {
       .WithReason("invalidPayload");
 }
 
-// The upload: an envelope writer whose sink appends to the blob.
+// The upload: an envelope writer whose sink keeps a small file in memory (for its record) and
+// moves to a blob once the sealed bytes pass kMaxInlineBytes.
 class FileUploadImpl final : public FileUpload {
  public:
   static StatusOr<std::unique_ptr<FileUpload>> New(
       FileStore& files, std::string account, std::shared_ptr<const encryption::GenerationKey> key) {
     ASSIGN_OR_RETURN(Bytes raw, crypto::RandomBytes(16));
     std::string id = "file-" + HexEncode(raw);
-    ASSIGN_OR_RETURN(std::unique_ptr<storage::BlobWriter> blob, files.blobs_.Create(id));
     auto upload = std::unique_ptr<FileUploadImpl>(
-        new FileUploadImpl(files, std::move(account), std::move(id), std::move(blob), key));
-    storage::BlobWriter* sink = upload->blob_.get();
-    uint64_t* stored = &upload->stored_;
-    ASSIGN_OR_RETURN(upload->writer_,
-                     encryption::EnvelopeWriter::New(upload->id_, *key,
-                                                     [sink, stored](ByteView bytes) {
-                                                       *stored += bytes.size();
-                                                       return sink->Append(bytes);
-                                                     },
-                                                     {}));
+        new FileUploadImpl(files, std::move(account), std::move(id), key));
+    FileUploadImpl* self = upload.get();
+    ASSIGN_OR_RETURN(
+        upload->writer_,
+        encryption::EnvelopeWriter::New(upload->id_, *key,
+                                        [self](ByteView bytes) { return self->Sink(bytes); }, {}));
     return std::unique_ptr<FileUpload>(std::move(upload));
   }
 
@@ -118,7 +122,7 @@ class FileUploadImpl final : public FileUpload {
     }
     RETURN_IF_ERROR(ValidatePurpose(purpose));
     RETURN_IF_ERROR(writer_->Finish());
-    RETURN_IF_ERROR(blob_->Commit());
+    if (blob_ != nullptr) RETURN_IF_ERROR(blob_->Commit());
     FileInfo info;
     info.id = id_;
     info.filename = std::string(filename);
@@ -128,14 +132,17 @@ class FileUploadImpl final : public FileUpload {
     info.generation = key_->generation();
     info.key_block = writer_->key_block();
     info.stored_bytes = stored_;
+    info.is_inline = blob_ == nullptr;
+    if (info.is_inline) info.inline_content = std::move(inline_);
     const std::string value = Encode(info).dump();
-    Status stored = files_.store_.Write([&](storage::Transaction& txn) -> Status {
+    info.inline_content.clear();
+    Status stored = files_.committer_.Write([&](storage::Transaction& txn) -> Status {
       RETURN_IF_ERROR(txn.Insert(kTable, RecordKey(account_, id_), AsBytes(value)));
       return encryption::AccountKeys::AddUsage(txn, account_, info.generation, 1,
                                                static_cast<int64_t>(info.bytes));
     });
     if (!stored.ok()) {
-      (void)files_.blobs_.Delete(id_);
+      if (blob_ != nullptr) (void)files_.blobs_.Delete(id_);
       return stored;
     }
     return info;
@@ -143,38 +150,54 @@ class FileUploadImpl final : public FileUpload {
 
  private:
   FileUploadImpl(FileStore& files, std::string account, std::string id,
-                 std::unique_ptr<storage::BlobWriter> blob,
                  std::shared_ptr<const encryption::GenerationKey> key)
-      : files_(files),
-        account_(std::move(account)),
-        id_(std::move(id)),
-        blob_(std::move(blob)),
-        key_(std::move(key)) {}
+      : files_(files), account_(std::move(account)), id_(std::move(id)), key_(std::move(key)) {}
+
+  Status Sink(ByteView bytes) {
+    stored_ += bytes.size();
+    if (blob_ == nullptr && inline_.size() + bytes.size() <= kMaxInlineBytes) {
+      inline_.insert(inline_.end(), bytes.begin(), bytes.end());
+      return OkStatus();
+    }
+    if (blob_ == nullptr) {
+      ASSIGN_OR_RETURN(blob_, files_.blobs_.Create(id_));
+      RETURN_IF_ERROR(blob_->Append(inline_));
+      inline_ = Bytes();
+    }
+    return blob_->Append(bytes);
+  }
 
   FileStore& files_;
   std::string account_;
   std::string id_;
-  std::unique_ptr<storage::BlobWriter> blob_;
   std::shared_ptr<const encryption::GenerationKey> key_;
   std::unique_ptr<encryption::EnvelopeWriter> writer_;
+  std::unique_ptr<storage::BlobWriter> blob_;  // once the file outgrows its record
+  Bytes inline_;
   uint64_t stored_ = 0;
 };
-
 namespace {
 
 class FileReaderImpl final : public FileReader {
  public:
+  // `blob` is null for a file kept inline in its record.
   FileReaderImpl(FileInfo info, std::unique_ptr<storage::BlobReader> blob)
       : info_(std::move(info)), blob_(std::move(blob)) {}
 
   Status Open(const encryption::GenerationKey& key) {
     storage::BlobReader* blob = blob_.get();
-    ASSIGN_OR_RETURN(envelope_, encryption::EnvelopeReader::Open(
-                                    info_.id, info_.key_block, key,
-                                    [blob](uint64_t offset, std::span<uint8_t> out) {
-                                      return blob->ReadAt(offset, out);
-                                    },
-                                    blob_->size()));
+    const Bytes* content = &info_.inline_content;
+    encryption::EnvelopeSource source =
+        [blob, content](uint64_t offset, std::span<uint8_t> out) -> StatusOr<size_t> {
+      if (blob != nullptr) return blob->ReadAt(offset, out);
+      if (offset >= content->size()) return size_t{0};
+      const size_t n = std::min<size_t>(out.size(), content->size() - offset);
+      std::copy_n(content->begin() + static_cast<std::ptrdiff_t>(offset), n, out.begin());
+      return n;
+    };
+    const uint64_t stored = blob != nullptr ? blob->size() : content->size();
+    ASSIGN_OR_RETURN(envelope_, encryption::EnvelopeReader::Open(info_.id, info_.key_block, key,
+                                                                 std::move(source), stored));
     if (envelope_->plaintext_size() != info_.bytes) {
       return DataLossError("the stored file does not match its record");
     }
@@ -197,7 +220,7 @@ class FileReaderImpl final : public FileReader {
 
 FileStore::FileStore(storage::MetadataStore& store, storage::BlobStore& blobs,
                      encryption::AccountKeys& keys, const Clock& clock)
-    : store_(store), blobs_(blobs), keys_(keys), clock_(clock) {}
+    : store_(store), blobs_(blobs), keys_(keys), clock_(clock), committer_(store) {}
 
 StatusOr<std::unique_ptr<FileUpload>> FileStore::BeginUpload(std::string_view account) {
   ASSIGN_OR_RETURN(std::shared_ptr<const encryption::GenerationKey> key, keys_.Active(account));
@@ -221,7 +244,10 @@ StatusOr<std::unique_ptr<FileReader>> FileStore::Open(std::string_view account,
   ASSIGN_OR_RETURN(FileInfo info, Get(account, id));
   ASSIGN_OR_RETURN(std::shared_ptr<const encryption::GenerationKey> key,
                    keys_.Get(account, info.generation));
-  ASSIGN_OR_RETURN(std::unique_ptr<storage::BlobReader> blob, blobs_.Open(info.id));
+  std::unique_ptr<storage::BlobReader> blob;
+  if (!info.is_inline) {
+    ASSIGN_OR_RETURN(blob, blobs_.Open(info.id));
+  }
   auto reader = std::make_unique<FileReaderImpl>(std::move(info), std::move(blob));
   RETURN_IF_ERROR(reader->Open(*key));
   return std::unique_ptr<FileReader>(std::move(reader));
@@ -259,12 +285,13 @@ StatusOr<std::vector<FileInfo>> FileStore::List(std::string_view account, std::s
 
 Status FileStore::Delete(std::string_view account, std::string_view id) {
   ASSIGN_OR_RETURN(FileInfo info, Get(account, id));
-  RETURN_IF_ERROR(store_.Write([&](storage::Transaction& txn) -> Status {
+  RETURN_IF_ERROR(committer_.Write([&](storage::Transaction& txn) -> Status {
     RETURN_IF_ERROR(txn.Delete(kTable, RecordKey(account, id)));
     return encryption::AccountKeys::AddUsage(txn, account, info.generation, -1,
                                              -static_cast<int64_t>(info.bytes));
   }));
   // The record is gone first: a crash here leaves an orphan blob, never a file without content.
+  if (info.is_inline) return OkStatus();
   Status removed = blobs_.Delete(info.id);
   if (!removed.ok() && removed.code() != StatusCode::kNotFound) {
     Log(LogLevel::kWarning, "files.blob_delete_failed",

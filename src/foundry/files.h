@@ -2,11 +2,15 @@
 // at rest with the envelope format under the account's active key generation.
 //
 // Write path. BeginUpload gets the active generation's key (refused with its 403 status when
-// the customer's key is inaccessible), then each Write seals and appends to a new blob, one
-// segment in memory. Finish commits the blob (durable, all or nothing) and then, in one
-// transaction, the file's record (with the key block naming the generation) and the
-// generation's usage count. A crash before that transaction leaves an orphan blob and no file:
-// nothing acknowledged is lost, nothing half-written is ever listed.
+// the customer's key is inaccessible), then each Write seals and appends, one segment in
+// memory. A small file (sealed size up to kMaxInlineBytes) is kept inside its record; a larger
+// one goes to a new blob. Finish commits the blob (durable, all or nothing) and then, in one
+// transaction, the file's record (with the key block naming the generation, and the content
+// when inline) and the generation's usage count. Those transactions are group-committed
+// (storage/group_commit.h): concurrent uploads share one durable commit, and each is
+// acknowledged only once its own record is durable. A crash before that transaction leaves at
+// most an orphan blob and no file: nothing acknowledged is lost, nothing half-written is ever
+// listed.
 //
 // Read path. Open finds the record, gets the key of the generation its key block names
 // (PermissionDenied naming the key and the reason when it is inaccessible), opens the
@@ -14,9 +18,10 @@
 // authenticating every segment before returning its bytes.
 //
 // Storage:
-//   blob      file-{id}                                 the sealed content
+//   blob      file-{id}                                 the sealed content (larger files)
 //   table     files  {account key}/{id}                 {filename, purpose, bytes, created_at,
-//                                                        generation, key_block, stored_bytes}
+//                                                        generation, key_block, stored_bytes,
+//                                                        inline?: the sealed content}
 //
 // Thread safety: FileStore is safe from many threads; an upload or a reader is used by one
 // thread at a time.
@@ -36,11 +41,13 @@
 #include "encryption/account_keys.h"
 #include "encryption/envelope.h"
 #include "storage/blob_store.h"
+#include "storage/group_commit.h"
 #include "storage/metadata_store.h"
 
 namespace keyfoundry::foundry {
 
 inline constexpr size_t kMaxFilenameSize = 255;
+inline constexpr size_t kMaxInlineBytes = size_t{64} * 1024;
 
 struct FileInfo {
   std::string id;  // "file-" + 32 hex
@@ -51,6 +58,8 @@ struct FileInfo {
   uint64_t generation = 0;  // the key generation that seals it
   Bytes key_block;
   uint64_t stored_bytes = 0;
+  Bytes inline_content;  // the sealed content when it is kept in the record
+  bool is_inline = false;
 };
 
 // OpenAI's file object: {id, object: "file", bytes, created_at, filename, purpose, status}.
@@ -103,6 +112,7 @@ class FileStore {
   storage::BlobStore& blobs_;
   encryption::AccountKeys& keys_;
   const Clock& clock_;
+  storage::GroupCommitter committer_;
 };
 
 }  // namespace keyfoundry::foundry
