@@ -447,8 +447,15 @@ echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for ((i = 0; i < rounds; i++)); do
   echo "| $((i + 1)) | ${big_loads[i]} | ${big_others[i]} % | ${nginx_r[i]} | ${down_r[i]} | $(pct "${down_r[i]}" "${nginx_r[i]}") | ${up_r[i]} | $(pct "${up_r[i]}" "${nginx_r[i]}") | ${disk_r[i]} | $(pct "${up_r[i]}" "${disk_r[i]}") |"
 done
-echo "| median | | | $n_med | $d_med | $(pct "$d_med" "$n_med") | $u_med | $(pct "$u_med" "$n_med") | $k_med | $(pct "$u_med" "$k_med") |"
+ratio_median() {  # ratio_median OURS_ARRAY PEER_ARRAY: the median of the rounds' ratios
+  local -n ours_=$1 peer_=$2
+  local r=() j
+  for ((j = 0; j < rounds; j++)); do r+=("$(pct "${ours_[j]}" "${peer_[j]}" | cut -d' ' -f1)"); done
+  echo "$(median "${r[@]}") %"
+}
+echo "| median | | | $n_med | $d_med | $(ratio_median down_r nginx_r) | $u_med | $(ratio_median up_r nginx_r) | $k_med | $(ratio_median up_r disk_r) |"
 echo
+echo "The median row: medians of the rates, and of the rounds' ratios (each round's peer ran beside it)."
 echo "Targets: download >= 80 % of nginx, upload >= 60 %. \"dd write + fsync\": \`dd bs=1M conv=fsync\` of the"
 echo "same file into the data directory's file system, the durable-write limit of an upload (which"
 echo "is acknowledged only once its bytes are fsync'd). The downloaded bytes' SHA-256 matched the upload's."
