@@ -75,8 +75,10 @@ StatusOr<keyvault::EncryptionAlgorithm> Algorithm(std::string_view name) {
 LocalVaultClient::LocalVaultClient(keyvault::KeyVault& key_vault, std::string domain)
     : key_vault_(key_vault), vault_suffix_(".vault." + Lower(domain)) {}
 
-bool LocalVaultClient::Owns(std::string_view vault_uri) const {
-  return SplitVaultUri(vault_uri, vault_suffix_).has_value();
+std::optional<std::string> LocalVaultClient::VaultName(std::string_view vault_uri) const {
+  auto vault = SplitVaultUri(vault_uri, vault_suffix_);
+  if (!vault.has_value()) return std::nullopt;
+  return std::move(vault->name);
 }
 
 StatusOr<VaultKeyInfo> LocalVaultClient::GetKey(const ActingIdentity& who,

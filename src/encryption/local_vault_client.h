@@ -10,6 +10,7 @@
 #ifndef KEYFOUNDRY_ENCRYPTION_LOCAL_VAULT_CLIENT_H_
 #define KEYFOUNDRY_ENCRYPTION_LOCAL_VAULT_CLIENT_H_
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,7 +28,9 @@ class LocalVaultClient final : public VaultClient {
   LocalVaultClient(keyvault::KeyVault& key_vault, std::string domain);
 
   // True when `vault_uri` names a vault of this deployment.
-  bool Owns(std::string_view vault_uri) const;
+  bool Owns(std::string_view vault_uri) const { return VaultName(vault_uri).has_value(); }
+  // The lower-case name of the vault `vault_uri` names, when it is one of this deployment's.
+  std::optional<std::string> VaultName(std::string_view vault_uri) const;
 
   StatusOr<VaultKeyInfo> GetKey(const ActingIdentity& who, const KeyReference& key) override;
   StatusOr<WrappedKey> WrapKey(const ActingIdentity& who, const KeyReference& key,

@@ -79,17 +79,8 @@ encryption::ActingIdentity IdentityOf(const Services& s, const Account& a) {
   return {a.principal_id, a.identity_client_id, s.tenant_id, a.ResourceId()};
 }
 
-// The vault name of a keyVaultUri of this deployment, or nullopt.
-std::optional<std::string> LocalVaultName(const Services& s, std::string_view uri) {
-  if (s.local_vault_client == nullptr || !s.local_vault_client->Owns(uri)) return std::nullopt;
-  std::string_view host = uri.substr(std::string_view("https://").size());
-  host = host.substr(0, host.find_first_of(":/"));
-  return ToLowerAscii(host.substr(0, host.find('.')));
-}
-
 // The key checks of S3 on what the vault reports about the key.
-std::optional<Response> CheckKey(const Services& s, const encryption::VaultKeyInfo& key,
-                                 std::string_view key_text) {
+std::optional<Response> CheckKey(const encryption::VaultKeyInfo& key, std::string_view key_text) {
   const std::string name(key_text);
   if ((key.kty != "RSA" && key.kty != "RSA-HSM") || key.rsa_bits != 2048) {
     return Refuse("KeyVaultKeyNotSupported",
@@ -121,7 +112,6 @@ std::optional<Response> CheckKey(const Services& s, const encryption::VaultKeyIn
                         "; its key_ops must include wrapKey and unwrapKey.");
     }
   }
-  (void)s;
   return std::nullopt;
 }
 
@@ -207,7 +197,9 @@ std::optional<Response> EnableCmk(const Services& s, const Request& r, const Acc
                   "Turn it on first: kf cognitiveservices account identity assign --name " +
                       account.name + " --resource-group " + account.resource_group);
   }
-  std::optional<std::string> local = LocalVaultName(s, e.key_vault_uri);
+  std::optional<std::string> local = s.local_vault_client != nullptr
+                                         ? s.local_vault_client->VaultName(e.key_vault_uri)
+                                         : std::nullopt;
   if (local.has_value()) {
     if (auto refused = CheckLocalVault(s, account, *local, e)) return refused;
   } else if (s.resolve_vault(e.key_vault_uri) == nullptr) {
@@ -231,7 +223,7 @@ std::optional<Response> EnableCmk(const Services& s, const Request& r, const Acc
                                              info.status().reason() +
                                              "): " + info.status().message());
   }
-  if (auto refused = CheckKey(s, *info, key_text)) return refused;
+  if (auto refused = CheckKey(*info, key_text)) return refused;
   StatusOr<encryption::Generation> added =
       s.account_keys->AddCustomerManaged(account.Key(), who, ref);
   if (!added.ok()) {
