@@ -1,6 +1,7 @@
 #include "encryption/account_keys.h"
 
 #include <cstdio>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -307,15 +308,38 @@ StatusOr<std::shared_ptr<const GenerationKey>> AccountKeys::Active(std::string_v
 StatusOr<std::shared_ptr<const GenerationKey>> AccountKeys::Get(std::string_view account,
                                                                 uint64_t number) {
   const std::string cache_key = GenerationKeyOf(account, number);
+  std::shared_future<KeyResult> running;
+  std::promise<KeyResult> mine;
   {
     MutexLock lock(&mutex_);
     auto it = cache_.find(cache_key);
     if (it != cache_.end() && it->second.expires > clock_.Now()) {
       if (it->second.key != nullptr) return it->second.key;
     }
+    auto [flight, first] = in_flight_.try_emplace(cache_key, mine.get_future().share());
+    if (!first) running = flight->second;
   }
-  ASSIGN_OR_RETURN(Generation generation, ReadGeneration(account, number));
-  return Unwrap(account, generation);
+  if (running.valid()) return running.get();  // another request is unwrapping it: its answer
+
+  KeyResult result = InternalError("the unwrap failed unexpectedly");
+  try {
+    StatusOr<Generation> generation = ReadGeneration(account, number);
+    result = generation.ok() ? Unwrap(account, *generation) : KeyResult(generation.status());
+  } catch (...) {
+    // Waiters get the same failure; the caller gets the exception.
+    {
+      MutexLock lock(&mutex_);
+      in_flight_.erase(cache_key);
+    }
+    mine.set_value(result);
+    throw;
+  }
+  {
+    MutexLock lock(&mutex_);
+    in_flight_.erase(cache_key);
+  }
+  mine.set_value(result);
+  return result;
 }
 
 StatusOr<std::shared_ptr<const GenerationKey>> AccountKeys::Unwrap(std::string_view account,

@@ -19,6 +19,9 @@
 // where a revocation is noticed. A failed unwrap marks the generation KeyInaccessible with the
 // vault's reason (AccessDenied, KeyDisabled, KeyNotFound, ForbiddenByFirewall, ...) and is
 // itself cached for `negative_ttl`, so a revoked key does not cost a vault call per request.
+// One unwrap per generation is in flight at a time: requests that miss the cache while it runs
+// wait for its result rather than each asking the vault (so a busy account costs one unwrapkey
+// per TTL, not one per thread at every expiry).
 // Invalidate (called from the built-in vault's event bus) drops both, so revocation and
 // restoration there take effect at the next use. RecheckInaccessible retries every
 // inaccessible generation (the scheduler calls it) so that the status recovers by itself.
@@ -43,6 +46,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -186,8 +190,12 @@ class AccountKeys {
   const Clock& clock_;
   const AccountKeysOptions options_;
 
+  using KeyResult = StatusOr<std::shared_ptr<const GenerationKey>>;
+
   Mutex mutex_;
   std::map<std::string, CacheEntry> cache_ GUARDED_BY(mutex_);  // "{account}/{generation}"
+  // The unwraps running now, by cache key; Get's misses wait on them.
+  std::map<std::string, std::shared_future<KeyResult>> in_flight_ GUARDED_BY(mutex_);
   // Accounts whose followed key must be checked for a newer version, by when.
   std::map<std::string, std::chrono::system_clock::time_point> follow_checks_ GUARDED_BY(mutex_);
 };

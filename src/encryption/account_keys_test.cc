@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 #include "encryption/local_vault_client.h"
 #include "keyvault/key_vault.h"
@@ -42,9 +44,12 @@ class CountingClient : public VaultClient {
   StatusOr<SecretBytes> UnwrapKey(const ActingIdentity& who, std::string_view kid,
                                   std::string_view alg, ByteView wrapped) override {
     ++unwraps;
+    if (unwrap_delay.count() > 0) std::this_thread::sleep_for(unwrap_delay);
     return real_.UnwrapKey(who, kid, alg, wrapped);
   }
   std::atomic<int> unwraps{0};
+  // Makes each unwrap slow, as a remote vault's round trip is (set before threads start).
+  std::chrono::milliseconds unwrap_delay{0};
 
  private:
   VaultClient& real_;
@@ -186,6 +191,43 @@ TEST_F(AccountKeysTest, CacheAsksTheVaultOncePerTtlWhateverTheLoad) {
   EXPECT_EQ(counting_->unwraps, before);
   clock_.Advance(seconds(61));
   for (int i = 0; i < 10000; ++i) ASSERT_TRUE(keys_->Active(kAccount).ok());
+  EXPECT_EQ(counting_->unwraps, before + 1);
+}
+
+TEST_F(AccountKeysTest, ConcurrentMissesAtExpiryShareOneUnwrap) {
+  ASSERT_TRUE(keys_->CreateServiceManaged(kAccount).ok());
+  ASSERT_TRUE(keys_->AddCustomerManaged(kAccount, who_, {kVaultUri, "k1", ""}).ok());
+  counting_->unwrap_delay = std::chrono::milliseconds(200);
+  clock_.Advance(seconds(61));
+  const int before = counting_->unwraps;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      for (int j = 0; j < 50; ++j) ok += keys_->Active(kAccount).ok() ? 1 : 0;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, 400);
+  EXPECT_EQ(counting_->unwraps, before + 1);
+}
+
+TEST_F(AccountKeysTest, ConcurrentMissesOfARevokedKeyShareOneRefusal) {
+  ASSERT_TRUE(keys_->CreateServiceManaged(kAccount).ok());
+  ASSERT_TRUE(keys_->AddCustomerManaged(kAccount, who_, {kVaultUri, "k1", ""}).ok());
+  SetIdentityPolicy({});
+  counting_->unwrap_delay = std::chrono::milliseconds(200);
+  const int before = counting_->unwraps;
+  std::atomic<int> denied{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 8; ++i) {
+    threads.emplace_back([&] {
+      auto key = keys_->Active(kAccount);
+      denied += key.status().code() == StatusCode::kPermissionDenied ? 1 : 0;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(denied, 8);
   EXPECT_EQ(counting_->unwraps, before + 1);
 }
 
