@@ -43,14 +43,15 @@
 
 namespace keyfoundry::http {
 
-// Runs on one of the server's threads, synchronously; it may block for a few milliseconds
-// (an RSA operation, a database read), not for long: every request it delays waits.
+// Runs on one of the server's worker threads, synchronously; it may block (an RSA operation, a
+// database commit), but each blocked handler holds one of a fixed number of workers.
 // Exceptions are caught at the boundary and become a 500 without details.
 using Handler = std::function<Response(Request&)>;
 
 // Receives a streamed request body (uploads of any size in bounded memory), piece by piece as
-// the server reads it from the socket, on the connection's strand: each Consume should take
-// no longer than handling one small request (sealing and writing a segment, say).
+// the server reads it from the socket, on a worker thread (one call at a time per request):
+// each Consume should take no longer than handling one small request (sealing and writing a
+// segment, say).
 class BodyConsumer {
  public:
   // Dropped without Finish (the client left, a timeout, a bad body): whatever was written for

@@ -11,7 +11,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -147,12 +147,17 @@ class HttpsServer::Impl {
       : options_(std::move(options)),
         router_(std::move(router)),
         metrics_(options_.metrics != nullptr ? options_.metrics : std::make_shared<Metrics>()),
-        acceptor_(asio::make_strand(ioc_)),
-        accept_retry_timer_(acceptor_.get_executor()),
-        work_(asio::make_work_guard(ioc_)) {}
+        io_contexts_(MakeContexts(options_.io_threads)),
+        acceptor_(*io_contexts_.front()),
+        accept_retry_timer_(acceptor_.get_executor()) {
+    for (auto& ioc : io_contexts_) work_.push_back(asio::make_work_guard(*ioc));
+  }
 
   Status Listen();
   void Stop(std::chrono::milliseconds drain);
+
+  // Where handlers run (they may block on the disk, SQLite or the HSM).
+  asio::thread_pool& workers() { return *workers_; }
 
   enum class Admission { kAdmitted = 1, kFull = 2, kStopping = 3 };
   // Adds `connection` to the open set unless max_connections are open or the server stops.
@@ -182,13 +187,27 @@ class HttpsServer::Impl {
   std::future<void> drained_future_ = drained_.get_future();
   std::atomic<int64_t> last_refusal_log_{0};
 
+  static std::vector<std::unique_ptr<asio::io_context>> MakeContexts(int count) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    const int n = count > 0 ? count : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // A hint of 1: each context is run by exactly one thread.
+    for (int i = 0; i < n; ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+  }
+  asio::io_context& NextContext() {
+    return *io_contexts_[next_context_++ % io_contexts_.size()];
+  }
+
   // Destroyed before the members above: handlers still queued hold connections, which remove
   // themselves from connections_ and metrics_ when destroyed.
-  asio::io_context ioc_;
-  tcp::acceptor acceptor_;  // on its own strand
+  std::vector<std::unique_ptr<asio::io_context>> io_contexts_;
+  size_t next_context_ = 0;  // only the acceptor's thread uses it
+  tcp::acceptor acceptor_;   // on the first context
   asio::steady_timer accept_retry_timer_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
+  // Destroyed first: its tasks post to the contexts above.
+  std::optional<asio::thread_pool> workers_;
 
   friend class HttpsServer;
 };
@@ -227,11 +246,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void StartStreamingBody(bool has_body, bool expects_continue);
   void ReadStreamPiece();
   void OnStreamPiece(beast::error_code ec, size_t);
+  void ConsumePiece(size_t n, bool done);
+  void AfterPiece(bool keep_alive);
   void OnReadError(beast::error_code ec);
   void Respond(Response response, bool keep_alive);
   template <typename Message>
   void SetHeaders(Message& message, const Response& response, bool keep_alive);
   void WriteStreamPiece(bool keep_alive);
+  void ReadSourcePiece(size_t want);
+  void SendStreamPiece(bool keep_alive);
+  // Runs work(*this) on a worker thread, then then(*this) back on the connection's thread.
+  // Meanwhile no read or write is pending, so nothing else touches the connection's state.
+  template <typename Work, typename Then>
+  void Offload(Work work, Then then);
   void OnStreamPieceWritten(bool keep_alive, beast::error_code ec, size_t);
   void OnWritten(bool keep_alive, beast::error_code ec, size_t);
   void Shutdown();
@@ -257,6 +284,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::request_parser<bhttp::buffer_body>> stream_parser_;
   std::unique_ptr<BodyConsumer> consumer_;
+  // What a handler run on a worker hands back (see Offload).
+  std::optional<std::variant<Response, std::unique_ptr<BodyConsumer>>> started_;
+  Response handler_response_;
+  StatusOr<size_t> source_read_ = size_t{0};
   std::optional<Response> refusal_;  // a refused streamed body is drained, then this is sent
   uint64_t drained_ = 0;
   std::vector<uint8_t> stream_buffer_;  // kStreamChunk bytes while a body is streamed
@@ -274,6 +305,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   uint64_t body_sent_ = 0;
   int response_status_ = 0;
 };
+
+template <typename Work, typename Then>
+void Connection::Offload(Work work, Then then) {
+  asio::post(server_->workers(), [self = shared_from_this(), work, then] {
+    work(*self);
+    asio::post(self->executor(), [self, then] { then(*self); });
+  });
+}
 
 void Connection::Start() {
   tcp().expires_after(options_.handshake_timeout);
@@ -422,25 +461,31 @@ void Connection::StartStreamingBody(bool has_body, bool expects_continue) {
     request_.headers.emplace_back(ToString(field.name_string()), ToString(field.value()));
   }
   request_.params = match_.params;
-  auto started = InvokeStreamingHandler(*match_.route, request_);
-  if (auto* response = std::get_if<Response>(&started)) {
-    const bool keep_alive = stream_parser_->get().keep_alive() && !server_->stopping_;
-    if (!has_body) return Respond(std::move(*response), keep_alive);
-    // A client waiting for 100 Continue sends no body: answer and close. Otherwise drain.
-    if (expects_continue) return Respond(std::move(*response), false);
-    refusal_ = std::move(*response);
-    return ReadStreamPiece();
-  }
-  consumer_ = std::move(std::get<std::unique_ptr<BodyConsumer>>(started));
-  if (!has_body) {
-    return Respond(consumer_->Finish(), stream_parser_->get().keep_alive() && !server_->stopping_);
-  }
-  if (!expects_continue) return ReadStreamPiece();
-  bhttp::async_write(stream_, continue_,
-                     [self = shared_from_this()](beast::error_code write_ec, size_t) {
-                       if (write_ec) return self->CloseSocket();
-                       self->ReadStreamPiece();
-                     });
+  Offload([](Connection& c) { c.started_ = InvokeStreamingHandler(*c.match_.route, c.request_); },
+          [has_body, expects_continue](Connection& c) {
+            auto started = *std::move(c.started_);
+            c.started_.reset();
+            const bool keep_alive = c.stream_parser_->get().keep_alive() && !c.server_->stopping_;
+            if (auto* response = std::get_if<Response>(&started)) {
+              if (!has_body) return c.Respond(std::move(*response), keep_alive);
+              // A client waiting for 100 Continue sends no body: answer and close. Otherwise
+              // drain.
+              if (expects_continue) return c.Respond(std::move(*response), false);
+              c.refusal_ = std::move(*response);
+              return c.ReadStreamPiece();
+            }
+            c.consumer_ = std::move(std::get<std::unique_ptr<BodyConsumer>>(started));
+            if (!has_body) {
+              return c.Offload([](Connection& w) { w.ConsumePiece(0, true); },
+                               [keep_alive](Connection& w) { w.AfterPiece(keep_alive); });
+            }
+            if (!expects_continue) return c.ReadStreamPiece();
+            bhttp::async_write(c.stream_, c.continue_,
+                               [self = c.shared_from_this()](beast::error_code write_ec, size_t) {
+                                 if (write_ec) return self->CloseSocket();
+                                 self->ReadStreamPiece();
+                               });
+          });
 }
 
 void Connection::ReadStreamPiece() {
@@ -469,6 +514,14 @@ void Connection::OnStreamPiece(beast::error_code ec, size_t) {
     if (drained_ > kMaxDrainBytes) return Respond(*std::move(refusal_), false);
     return ReadStreamPiece();
   }
+  const bool done = stream_parser_->is_done();
+  Offload([n, done](Connection& c) { c.ConsumePiece(n, done); },
+          [keep_alive](Connection& c) { c.AfterPiece(keep_alive); });
+}
+
+// On a worker: hands a piece of the body to the consumer and, after the last, gets its
+// response (in handler_response_). A failed piece leaves the refusal in refusal_.
+void Connection::ConsumePiece(size_t n, bool done) {
   if (n > 0) {
     Status consumed = OkStatus();
     try {
@@ -479,15 +532,31 @@ void Connection::OnStreamPiece(beast::error_code ec, size_t) {
     if (!consumed.ok()) {
       refusal_ = consumer_->Fail(consumed);
       consumer_.reset();
-      if (stream_parser_->is_done()) return Respond(*std::move(refusal_), keep_alive);
-      return ReadStreamPiece();
+      return;
     }
   }
-  if (!stream_parser_->is_done()) return ReadStreamPiece();
-  stream_buffer_ = {};
-  Response response = consumer_->Finish();
+  if (!done) return;
+  try {
+    handler_response_ = consumer_->Finish();
+  } catch (const std::exception& e) {
+    Log(LogLevel::kError, "http.handler_exception",
+        {{"request_id", request_.request_id}, {"exception", e.what()}});
+    handler_response_ = AzureError(500, "InternalServerError",
+                                   "The server failed to process the request. Quote the "
+                                   "x-ms-request-id response header when reporting this.");
+  }
   consumer_.reset();
-  Respond(std::move(response), keep_alive);
+}
+
+void Connection::AfterPiece(bool keep_alive) {
+  const bool done = stream_parser_->is_done();
+  if (refusal_.has_value()) {
+    if (done) return Respond(*std::move(refusal_), keep_alive);
+    return ReadStreamPiece();  // the rest is drained
+  }
+  if (!done) return ReadStreamPiece();
+  stream_buffer_ = {};
+  Respond(std::move(handler_response_), keep_alive);
 }
 
 void Connection::OnBody(beast::error_code ec, size_t) {
@@ -503,8 +572,11 @@ void Connection::OnBody(beast::error_code ec, size_t) {
   switch (match_.kind) {
     case MatchKind::kFound:
       request_.params = std::move(match_.params);
-      response = InvokeHandler(*match_.route, request_);
-      break;
+      return Offload(
+          [](Connection& c) { c.handler_response_ = InvokeHandler(*c.match_.route, c.request_); },
+          [keep_alive](Connection& c) {
+            c.Respond(std::move(c.handler_response_), keep_alive && !c.server_->stopping_);
+          });
     case MatchKind::kMethodNotAllowed:
       response = MethodNotAllowedResponse(request_.method, match_.allowed_methods);
       break;
@@ -626,25 +698,39 @@ void Connection::SetHeaders(Message& message, const Response& response, bool kee
 // shorter than Content-Length, never bytes that are wrong.
 void Connection::WriteStreamPiece(bool keep_alive) {
   const uint64_t size = body_source_->size;
-  size_t n = 0;
-  if (body_sent_ < size) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(kStreamChunk, size - body_sent_));
-    StatusOr<size_t> read = InternalError("the body source threw");
-    try {
-      read = body_source_->read(std::span<uint8_t>(stream_buffer_.data(), want));
-    } catch (const std::exception&) {
-    }
-    if (!read.ok() || *read == 0 || *read > want) {
-      Log(LogLevel::kError, "http.stream_aborted",
-          {{"request_id", request_.request_id},
-           {"sent", std::to_string(body_sent_)},
-           {"size", std::to_string(size)},
-           {"error", read.ok() ? "the source ended early" : read.status().ToString()}});
-      LogRequest(response_status_);
-      return CloseSocket();
-    }
-    n = *read;
+  if (body_sent_ >= size) {
+    source_read_ = size_t{0};
+    return SendStreamPiece(keep_alive);
   }
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(kStreamChunk, size - body_sent_));
+  Offload([want](Connection& c) { c.ReadSourcePiece(want); },
+          [keep_alive](Connection& c) { c.SendStreamPiece(keep_alive); });
+}
+
+// On a worker: the next piece from the body's source, into stream_buffer_.
+void Connection::ReadSourcePiece(size_t want) {
+  source_read_ = InternalError("the body source threw");
+  try {
+    source_read_ = body_source_->read(std::span<uint8_t>(stream_buffer_.data(), want));
+  } catch (const std::exception&) {
+  }
+  if (source_read_.ok() && (*source_read_ == 0 || *source_read_ > want)) {
+    source_read_ = InternalError("the source ended early");
+  }
+}
+
+void Connection::SendStreamPiece(bool keep_alive) {
+  const uint64_t size = body_source_->size;
+  if (!source_read_.ok()) {
+    Log(LogLevel::kError, "http.stream_aborted",
+        {{"request_id", request_.request_id},
+         {"sent", std::to_string(body_sent_)},
+         {"size", std::to_string(size)},
+         {"error", source_read_.status().ToString()}});
+    LogRequest(response_status_);
+    return CloseSocket();
+  }
+  const size_t n = *source_read_;
   body_sent_ += n;
   auto& body = stream_response_.body();
   body.data = n > 0 ? stream_buffer_.data() : nullptr;
@@ -741,7 +827,8 @@ Status HttpsServer::Impl::SetUpTls() {
 
 Status HttpsServer::Impl::Listen() {
   if (router_ == nullptr) return InvalidArgumentError("the server needs a router");
-  if (options_.threads < 1 || options_.max_connections < 1 || options_.max_header_bytes < 1 ||
+  if (options_.threads < 1 || options_.io_threads < 0 || options_.max_connections < 1 ||
+      options_.max_header_bytes < 1 ||
       options_.handshake_timeout.count() <= 0 || options_.read_timeout.count() <= 0 ||
       options_.write_timeout.count() <= 0 || options_.idle_timeout.count() <= 0) {
     return InvalidArgumentError("the server's limits, timeouts and threads must be positive");
@@ -755,7 +842,7 @@ Status HttpsServer::Impl::Listen() {
   if (!ec) {
     endpoint = tcp::endpoint(address, options_.listen_port);
   } else {
-    tcp::resolver resolver(ioc_);
+    tcp::resolver resolver(*io_contexts_.front());
     auto results = resolver.resolve(options_.listen_host, std::to_string(options_.listen_port),
                                     tcp::resolver::passive, ec);
     if (ec || results.empty()) return UnavailableError("cannot resolve " + where);
@@ -770,13 +857,14 @@ Status HttpsServer::Impl::Listen() {
   port_ = acceptor_.local_endpoint(ec).port();
   if (ec) return UnavailableError("cannot listen on " + where + ": " + ec.message());
 
+  workers_.emplace(static_cast<size_t>(options_.threads));
   Accept();
-  for (int i = 0; i < options_.threads; ++i) {
-    threads_.emplace_back([this] {
+  for (auto& context : io_contexts_) {
+    threads_.emplace_back([&ioc = *context] {
       // An exception escaping a completion handler (e.g. bad_alloc) ends only that handler.
       while (true) {
         try {
-          ioc_.run();
+          ioc.run();
           return;
         } catch (const std::exception& e) {
           Log(LogLevel::kError, "http.io_exception", {{"exception", e.what()}});
@@ -790,7 +878,7 @@ Status HttpsServer::Impl::Listen() {
 }
 
 void HttpsServer::Impl::Accept() {
-  acceptor_.async_accept(asio::make_strand(ioc_), beast::bind_front_handler(&Impl::OnAccept, this));
+  acceptor_.async_accept(NextContext(), beast::bind_front_handler(&Impl::OnAccept, this));
 }
 
 void HttpsServer::Impl::OnAccept(beast::error_code ec, tcp::socket socket) {
@@ -899,11 +987,12 @@ void HttpsServer::Impl::Stop(std::chrono::milliseconds drain) {
     // Closing completes every pending operation at once; a handler still running delays this.
     (void)drained_future_.wait_for(kLingerTimeout);
   }
-  work_.reset();
-  ioc_.stop();
+  work_.clear();
+  for (auto& ioc : io_contexts_) ioc->stop();
   if (threads_.empty()) return;
   for (std::thread& t : threads_) t.join();
   threads_.clear();
+  workers_->join();  // handlers still running finish; what they post back is dropped
   Log(LogLevel::kInfo, "http.stopped", {{"port", std::to_string(port_)}});
 }
 

@@ -4,10 +4,13 @@
 // (forward secrecy, AEAD); no compression, no renegotiation. The certificate is whatever the
 // caller gives (crypto/x509.h makes one).
 //
-// Threads. One io_context run by `threads` threads. Each connection lives on its own strand, so
-// its state needs no lock; handlers run synchronously on the connection's strand, one request
-// at a time per connection, up to `threads` requests at once in the process. A handler that
-// blocks for long holds a thread: keep them short.
+// Threads. `io_threads` threads (one per core by default) each run their own io_context; a
+// connection lives on one of them (round robin) for its whole life, so its state needs no lock
+// and its chain of reads and writes never changes threads (no hand-off, no wake-up per TLS
+// record). Handlers, body consumers and the sources of streamed bodies run on a pool of
+// `threads` worker threads, since they may block (SQLite, fsync, the HSM, a remote vault);
+// each hands its result back to the connection's thread. One request at a time per connection,
+// up to `threads` handlers at once in the process.
 //
 // A connection's life (each arrow is one asynchronous step on its strand):
 //
@@ -78,7 +81,8 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};   // a whole request
   std::chrono::milliseconds write_timeout{std::chrono::seconds(30)};  // a whole response
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};   // between requests
-  int threads = 2;
+  int threads = 16;    // workers for handlers, body consumers and body sources
+  int io_threads = 0;  // threads running connections; 0: one per core
   // Where the server records its metrics; a new Metrics when null. Pass one in to register a
   // /metrics route (rendering it) on the router before the server starts.
   std::shared_ptr<Metrics> metrics;

@@ -273,6 +273,7 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   options.read_timeout = std::chrono::seconds(config.limits.read_timeout_seconds);
   options.idle_timeout = std::chrono::seconds(config.limits.idle_timeout_seconds);
   options.threads = static_cast<int>(config.threads);
+  options.io_threads = static_cast<int>(config.io_threads);
   ASSIGN_OR_RETURN(impl->server, http::HttpsServer::Start(std::move(options), router));
 
   // The issuer names the server's own URL, which needs the port it got.

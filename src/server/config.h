@@ -8,7 +8,8 @@
 //   {
 //     "data_dir": "/var/lib/keyfoundry", "listen": "0.0.0.0:8443", "domain": "example.test",
 //     "storage": "sqlite", "hsm_module": "/usr/lib/softhsm/libsofthsm2.so",
-//     "token_lifetime_seconds": 3600, "key_cache_ttl_seconds": 60, "threads": 2,
+//     "token_lifetime_seconds": 3600, "key_cache_ttl_seconds": 60, "threads": 16,
+//     "io_threads": 0,
 //     "limits": {"max_connections": 1024, "max_header_bytes": 16384,
 //                "max_body_bytes": 1048576, "read_timeout_seconds": 30,
 //                "idle_timeout_seconds": 60}
@@ -16,7 +17,7 @@
 //
 // Environment: KEYFOUNDRY_DATA_DIR, KEYFOUNDRY_LISTEN, KEYFOUNDRY_DOMAIN, KEYFOUNDRY_STORAGE,
 // KEYFOUNDRY_HSM_MODULE, KEYFOUNDRY_TOKEN_LIFETIME_SECONDS, KEYFOUNDRY_KEY_CACHE_TTL_SECONDS,
-// KEYFOUNDRY_THREADS, KEYFOUNDRY_MAX_CONNECTIONS, KEYFOUNDRY_MAX_HEADER_BYTES,
+// KEYFOUNDRY_THREADS, KEYFOUNDRY_IO_THREADS, KEYFOUNDRY_MAX_CONNECTIONS, KEYFOUNDRY_MAX_HEADER_BYTES,
 // KEYFOUNDRY_MAX_BODY_BYTES, KEYFOUNDRY_READ_TIMEOUT_SECONDS, KEYFOUNDRY_IDLE_TIMEOUT_SECONDS.
 // ($KEYFOUNDRY_ADMIN_PASSWORD is read by the data directory, not here: it is a secret.)
 #ifndef KEYFOUNDRY_SERVER_CONFIG_H_
@@ -56,7 +57,10 @@ struct Config {
   std::string remote_vaults_file;
   // The HSM token's user PIN; empty: DATA_DIR/hsm/pin, generated on first start (0600).
   std::string hsm_pin;
-  int64_t threads = 2;
+  // Worker threads for request handlers (which may block on the disk or the HSM), and threads
+  // running connections (0: one per core).
+  int64_t threads = 16;
+  int64_t io_threads = 0;
   Limits limits;
 };
 
