@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 
 #include "common/encoding.h"
 #include "common/logging.h"
@@ -11,37 +12,119 @@ namespace keyfoundry::foundry {
 namespace {
 
 using Json = nlohmann::json;
+using storage::Record;
+using storage::Transaction;
 
+// The tables and record format are described in files.h.
 constexpr std::string_view kTable = "files";
-constexpr size_t kMaxListLimit = 10000;
+constexpr std::string_view kContentTable = "file_contents";
+constexpr std::string_view kOldestFirstTable = "files_oldest_first";
+constexpr std::string_view kNewestFirstTable = "files_newest_first";
+constexpr std::string_view kMigrationTable = "file_migrations";
+constexpr std::string_view kOrderMigration = "order_index";
+constexpr int kRecordVersion = 2;
+constexpr size_t kMaxIdSize = 64;
+constexpr size_t kTimeDigits = 16;
+// Records per migration transaction. A version-1 record holds up to ~88 KB of base64 content,
+// so this bounds the migration's memory to ~22 MB.
+constexpr size_t kMigrationBatch = 256;
 constexpr std::array<std::string_view, 7> kPurposes = {
     "fine-tune", "fine-tune-results", "assistants", "assistants_output",
     "batch",     "batch_output",      "vision"};
 
+std::string AccountPrefix(std::string_view account) { return std::string(account) + "/"; }
+
 std::string RecordKey(std::string_view account, std::string_view id) {
-  return std::string(account) + "/" + std::string(id);
+  return AccountPrefix(account) + std::string(id);
+}
+
+// Replaces every lower-case hex digit d by f - d, keeping other characters: reverses the order
+// of strings that have hex digits at the same places, and undoes itself.
+std::string Mirror(std::string s) {
+  static constexpr std::string_view kHex = "0123456789abcdef";
+  for (char& c : s) {
+    if (const size_t d = kHex.find(c); d != std::string_view::npos) c = kHex[15 - d];
+  }
+  return s;
+}
+
+// The key of a file's entry in the table of `order`.
+std::string OrderKey(std::string_view account, ListOrder order, int64_t created_at,
+                     std::string_view id) {
+  // Adding 2^63 (as a flip of the top bit) maps int64 order onto uint64 order; big-endian hex
+  // of fixed width sorts as the number does.
+  std::array<uint8_t, kTimeDigits / 2> time{};
+  StoreBigEndian(static_cast<uint64_t>(created_at) ^ (uint64_t{1} << 63), time);
+  std::string suffix = HexEncode(time) + std::string(id);
+  switch (order) {
+    case ListOrder::kOldestFirst:
+      return AccountPrefix(account) + suffix;
+    case ListOrder::kNewestFirst:
+      return AccountPrefix(account) + Mirror(std::move(suffix));
+  }
+  return {};  // not reached: the switch covers every order
+}
+
+std::string_view OrderTable(ListOrder order) {
+  switch (order) {
+    case ListOrder::kOldestFirst:
+      return kOldestFirstTable;
+    case ListOrder::kNewestFirst:
+      return kNewestFirstTable;
+  }
+  return {};  // not reached
+}
+
+// The file id in an entry of the table of `order` (whose key starts with `prefix`).
+std::string IdOfOrderKey(std::string_view key, std::string_view prefix, ListOrder order) {
+  std::string suffix(key.substr(std::min(key.size(), prefix.size())));
+  if (order == ListOrder::kNewestFirst) suffix = Mirror(std::move(suffix));
+  return suffix.size() > kTimeDigits ? suffix.substr(kTimeDigits) : std::string();
+}
+
+// Puts a file's entries in both orders (Put, so that the migration may redo it).
+Status PutOrderEntries(Transaction& txn, std::string_view account, const FileInfo& f) {
+  for (ListOrder order : {ListOrder::kOldestFirst, ListOrder::kNewestFirst}) {
+    RETURN_IF_ERROR(txn.Put(OrderTable(order), OrderKey(account, order, f.created_at, f.id),
+                            AsBytes(f.purpose)));
+  }
+  return OkStatus();
+}
+
+Status DeleteIfPresent(Transaction& txn, std::string_view table, std::string_view key) {
+  Status deleted = txn.Delete(table, key);
+  return deleted.code() == StatusCode::kNotFound ? OkStatus() : deleted;
+}
+
+// The record of file `id` of `account`; nullopt also for an id no file can have.
+StatusOr<std::optional<Record>> GetRecord(Transaction& txn, std::string_view account,
+                                          std::string_view id) {
+  if (id.empty() || id.size() > kMaxIdSize) return std::optional<Record>();
+  return txn.Get(kTable, RecordKey(account, id));
 }
 
 Json Encode(const FileInfo& f) {
-  Json j = {{"v", 1},
-            {"id", f.id},
-            {"filename", f.filename},
-            {"purpose", f.purpose},
-            {"bytes", f.bytes},
-            {"created_at", f.created_at},
-            {"generation", f.generation},
-            {"key_block", Base64UrlEncode(f.key_block)},
-            {"stored_bytes", f.stored_bytes}};
-  if (f.is_inline) j["inline"] = Base64UrlEncode(f.inline_content);
-  return j;
+  return {{"v", kRecordVersion},
+          {"id", f.id},
+          {"filename", f.filename},
+          {"purpose", f.purpose},
+          {"bytes", f.bytes},
+          {"created_at", f.created_at},
+          {"generation", f.generation},
+          {"key_block", Base64UrlEncode(f.key_block)},
+          {"stored_bytes", f.stored_bytes},
+          {"inline", f.is_inline}};
 }
 
-StatusOr<FileInfo> Decode(const storage::Record& r) {
-  Json j = Json::parse(AsStringView(r.value), nullptr, false);
+// Decodes a record of version 1 or 2. The content a version-1 record carries is decoded only
+// when `legacy_content` is given (by Open): it is left nullopt for every other record.
+StatusOr<FileInfo> Decode(const Record& r, std::optional<Bytes>* legacy_content = nullptr) {
+  const Json j = Json::parse(AsStringView(r.value), nullptr, false);
   auto corrupt = [&] { return DataLossError("the file record '" + r.key + "' is corrupt"); };
-  if (!j.is_object() || j.value("v", 0) != 1) return corrupt();
   FileInfo f;
   try {
+    const int version = j.at("v").get<int>();
+    if (version != 1 && version != 2) return corrupt();
     f.id = j.at("id").get<std::string>();
     f.filename = j.at("filename").get<std::string>();
     f.purpose = j.at("purpose").get<std::string>();
@@ -52,11 +135,15 @@ StatusOr<FileInfo> Decode(const storage::Record& r) {
     if (!block.ok()) return corrupt();
     f.key_block = *std::move(block);
     f.stored_bytes = j.at("stored_bytes").get<uint64_t>();
-    if (j.contains("inline")) {
-      StatusOr<Bytes> content = Base64UrlDecode(j.at("inline").get<std::string>());
-      if (!content.ok()) return corrupt();
-      f.inline_content = *std::move(content);
+    if (version == 2) {
+      f.is_inline = j.at("inline").get<bool>();
+    } else if (j.contains("inline")) {
       f.is_inline = true;
+      if (legacy_content != nullptr) {
+        StatusOr<Bytes> content = Base64UrlDecode(j.at("inline").get<std::string>());
+        if (!content.ok()) return corrupt();
+        *legacy_content = *std::move(content);
+      }
     }
   } catch (const Json::exception&) {
     return corrupt();
@@ -93,8 +180,8 @@ Status ValidatePurpose(std::string_view purpose) {
       .WithReason("invalidPayload");
 }
 
-// The upload: an envelope writer whose sink keeps a small file in memory (for its record) and
-// moves to a blob once the sealed bytes pass kMaxInlineBytes.
+// The upload: an envelope writer whose sink keeps a small file in memory (for file_contents)
+// and moves to a blob once the sealed bytes pass kMaxInlineBytes.
 class FileUploadImpl final : public FileUpload {
  public:
   static StatusOr<std::unique_ptr<FileUpload>> New(
@@ -102,11 +189,11 @@ class FileUploadImpl final : public FileUpload {
     ASSIGN_OR_RETURN(Bytes raw, crypto::RandomBytes(16));
     std::string id = "file-" + HexEncode(raw);
     auto upload = std::unique_ptr<FileUploadImpl>(
-        new FileUploadImpl(files, std::move(account), std::move(id), key));
+        new FileUploadImpl(files, std::move(account), std::move(id), std::move(key)));
     FileUploadImpl* self = upload.get();
     ASSIGN_OR_RETURN(
         upload->writer_,
-        encryption::EnvelopeWriter::New(upload->id_, *key,
+        encryption::EnvelopeWriter::New(upload->id_, *upload->key_,
                                         [self](ByteView bytes) { return self->Sink(bytes); }, {}));
     return std::unique_ptr<FileUpload>(std::move(upload));
   }
@@ -133,11 +220,12 @@ class FileUploadImpl final : public FileUpload {
     info.key_block = writer_->key_block();
     info.stored_bytes = stored_;
     info.is_inline = blob_ == nullptr;
-    if (info.is_inline) info.inline_content = std::move(inline_);
+    const std::string key = RecordKey(account_, id_);
     const std::string value = Encode(info).dump();
-    info.inline_content.clear();
-    Status stored = files_.committer_.Write([&](storage::Transaction& txn) -> Status {
-      RETURN_IF_ERROR(txn.Insert(kTable, RecordKey(account_, id_), AsBytes(value)));
+    Status stored = files_.committer_.Write([&](Transaction& txn) -> Status {
+      RETURN_IF_ERROR(txn.Insert(kTable, key, AsBytes(value)));
+      if (info.is_inline) RETURN_IF_ERROR(txn.Insert(kContentTable, key, inline_));
+      RETURN_IF_ERROR(PutOrderEntries(txn, account_, info));
       return encryption::AccountKeys::AddUsage(txn, account_, info.generation, 1,
                                                static_cast<int64_t>(info.bytes));
     });
@@ -180,13 +268,13 @@ namespace {
 
 class FileReaderImpl final : public FileReader {
  public:
-  // `blob` is null for a file kept inline in its record.
-  FileReaderImpl(FileInfo info, std::unique_ptr<storage::BlobReader> blob)
-      : info_(std::move(info)), blob_(std::move(blob)) {}
+  // `blob` is null for a small file, whose sealed content is `content`.
+  FileReaderImpl(FileInfo info, std::unique_ptr<storage::BlobReader> blob, Bytes content)
+      : info_(std::move(info)), blob_(std::move(blob)), content_(std::move(content)) {}
 
   Status Open(const encryption::GenerationKey& key) {
     storage::BlobReader* blob = blob_.get();
-    const Bytes* content = &info_.inline_content;
+    const Bytes* content = &content_;
     encryption::EnvelopeSource source =
         [blob, content](uint64_t offset, std::span<uint8_t> out) -> StatusOr<size_t> {
       if (blob != nullptr) return blob->ReadAt(offset, out);
@@ -213,6 +301,7 @@ class FileReaderImpl final : public FileReader {
  private:
   FileInfo info_;
   std::unique_ptr<storage::BlobReader> blob_;
+  Bytes content_;
   std::unique_ptr<encryption::EnvelopeReader> envelope_;
 };
 
@@ -220,7 +309,47 @@ class FileReaderImpl final : public FileReader {
 
 FileStore::FileStore(storage::MetadataStore& store, storage::BlobStore& blobs,
                      encryption::AccountKeys& keys, const Clock& clock)
-    : store_(store), blobs_(blobs), keys_(keys), clock_(clock), committer_(store) {}
+    : store_(store), blobs_(blobs), keys_(keys), clock_(clock), committer_(store) {
+  if (Status ordered = EnsureOrdered(); !ordered.ok()) {
+    Log(LogLevel::kError, "files.order_migration_failed", {{"error", ordered.ToString()}});
+  }
+}
+
+Status FileStore::EnsureOrdered() const {
+  if (ordered_.load(std::memory_order_acquire)) return OkStatus();
+  MutexLock lock(&migration_mu_);
+  for (bool done = ordered_.load(std::memory_order_acquire); !done;) {
+    RETURN_IF_ERROR(store_.Write([&](Transaction& txn) -> Status {
+      ASSIGN_OR_RETURN(std::optional<Record> state, txn.Get(kMigrationTable, kOrderMigration));
+      std::string after;  // the last record key migrated
+      done = false;
+      if (state.has_value()) {
+        const Json j = Json::parse(AsStringView(state->value), nullptr, false);
+        try {
+          done = j.at("done").get<bool>();
+          after = j.at("after").get<std::string>();
+        } catch (const Json::exception&) {
+          return DataLossError("the state of the file order migration is corrupt");
+        }
+      }
+      if (done) return OkStatus();
+      // Whole table, all accounts: record keys are {account}/{id} and ids hold no '/'.
+      ASSIGN_OR_RETURN(std::vector<Record> page, txn.Scan(kTable, "", after, kMigrationBatch));
+      for (const Record& r : page) {
+        // A corrupt record stops the migration, and so every List, rather than leave a file
+        // out of its account's lists without a word: files.order_migration_failed names it.
+        ASSIGN_OR_RETURN(FileInfo f, Decode(r));
+        RETURN_IF_ERROR(PutOrderEntries(txn, r.key.substr(0, r.key.rfind('/')), f));
+      }
+      done = page.size() < kMigrationBatch;
+      if (!page.empty()) after = page.back().key;
+      const Json progress = {{"done", done}, {"after", after}};
+      return txn.Put(kMigrationTable, kOrderMigration, AsBytes(progress.dump()));
+    }));
+  }
+  ordered_.store(true, std::memory_order_release);
+  return OkStatus();
+}
 
 StatusOr<std::unique_ptr<FileUpload>> FileStore::BeginUpload(std::string_view account) {
   ASSIGN_OR_RETURN(std::shared_ptr<const encryption::GenerationKey> key, keys_.Active(account));
@@ -228,65 +357,104 @@ StatusOr<std::unique_ptr<FileUpload>> FileStore::BeginUpload(std::string_view ac
 }
 
 StatusOr<FileInfo> FileStore::Get(std::string_view account, std::string_view id) const {
-  std::optional<storage::Record> record;
-  if (id.size() > 0 && id.size() <= 64) {
-    RETURN_IF_ERROR(store_.Read([&](storage::Transaction& txn) -> Status {
-      ASSIGN_OR_RETURN(record, txn.Get(kTable, RecordKey(account, id)));
-      return OkStatus();
-    }));
-  }
+  std::optional<Record> record;
+  RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
+    ASSIGN_OR_RETURN(record, GetRecord(txn, account, id));
+    return OkStatus();
+  }));
   if (!record.has_value()) return FileNotFound(id);
   return Decode(*record);
 }
 
 StatusOr<std::unique_ptr<FileReader>> FileStore::Open(std::string_view account,
                                                       std::string_view id) {
-  ASSIGN_OR_RETURN(FileInfo info, Get(account, id));
+  FileInfo info;
+  std::optional<Bytes> content;  // a small file's sealed content
+  RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
+    ASSIGN_OR_RETURN(std::optional<Record> record, GetRecord(txn, account, id));
+    if (!record.has_value()) return FileNotFound(id);
+    content.reset();
+    ASSIGN_OR_RETURN(info, Decode(*record, &content));
+    if (!info.is_inline || content.has_value()) return OkStatus();  // a blob, or version 1
+    ASSIGN_OR_RETURN(std::optional<Record> sealed, txn.Get(kContentTable, record->key));
+    if (!sealed.has_value()) return DataLossError("the content of file " + info.id + " is missing");
+    content = std::move(sealed->value);
+    return OkStatus();
+  }));
   ASSIGN_OR_RETURN(std::shared_ptr<const encryption::GenerationKey> key,
                    keys_.Get(account, info.generation));
   std::unique_ptr<storage::BlobReader> blob;
   if (!info.is_inline) {
     ASSIGN_OR_RETURN(blob, blobs_.Open(info.id));
   }
-  auto reader = std::make_unique<FileReaderImpl>(std::move(info), std::move(blob));
+  auto reader = std::make_unique<FileReaderImpl>(std::move(info), std::move(blob),
+                                                 std::move(content).value_or(Bytes()));
   RETURN_IF_ERROR(reader->Open(*key));
   return std::unique_ptr<FileReader>(std::move(reader));
 }
 
-StatusOr<std::vector<FileInfo>> FileStore::List(std::string_view account, std::string_view purpose,
-                                                size_t limit) const {
-  if (limit < 1 || limit > kMaxListLimit) {
-    return InvalidArgumentError("limit must be between 1 and 10000").WithReason("invalidPayload");
+StatusOr<FileList> FileStore::List(std::string_view account,
+                                   const ListFilesOptions& options) const {
+  if (options.limit < 1 || options.limit > kMaxListLimit) {
+    return InvalidArgumentError("limit must be between 1 and " + std::to_string(kMaxListLimit))
+        .WithReason("invalidPayload");
   }
-  std::vector<storage::Record> records;
-  const std::string prefix = std::string(account) + "/";
-  RETURN_IF_ERROR(store_.Read([&](storage::Transaction& txn) -> Status {
-    records.clear();
-    for (std::string after;;) {
-      ASSIGN_OR_RETURN(auto page, txn.Scan(kTable, prefix, after, storage::kMaxScanLimit));
-      for (auto& r : page) records.push_back(std::move(r));
-      if (page.size() < storage::kMaxScanLimit) break;
-      after = records.back().key;
+  RETURN_IF_ERROR(EnsureOrdered());
+  const std::string_view table = OrderTable(options.order);
+  const std::string prefix = AccountPrefix(account);
+  FileList out;
+  RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
+    out = FileList();
+    std::string after;  // the last entry read
+    if (!options.after.empty()) {
+      ASSIGN_OR_RETURN(std::optional<Record> cursor, GetRecord(txn, account, options.after));
+      if (!cursor.has_value()) {
+        return InvalidArgumentError("'after' names no file of this account")
+            .WithReason("invalidPayload");
+      }
+      ASSIGN_OR_RETURN(FileInfo f, Decode(*cursor));
+      after = OrderKey(account, options.order, f.created_at, f.id);
     }
-    return OkStatus();
+    for (;;) {
+      // Unfiltered, the page needs limit + 1 entries (the last one only to learn has_more).
+      const size_t want = options.purpose.empty() ? std::min(storage::kMaxScanLimit,
+                                                             options.limit + 1 - out.files.size())
+                                                  : storage::kMaxScanLimit;
+      ASSIGN_OR_RETURN(std::vector<Record> entries, txn.Scan(table, prefix, after, want));
+      for (const Record& entry : entries) {
+        if (!options.purpose.empty() && AsStringView(entry.value) != options.purpose) continue;
+        if (out.files.size() == options.limit) {
+          out.has_more = true;
+          return OkStatus();
+        }
+        ASSIGN_OR_RETURN(std::optional<Record> record,
+                         GetRecord(txn, account, IdOfOrderKey(entry.key, prefix, options.order)));
+        // Entries and records are written and deleted together, so this is corruption.
+        if (!record.has_value()) return DataLossError("a file order entry names no file");
+        ASSIGN_OR_RETURN(FileInfo f, Decode(*record));
+        out.files.push_back(std::move(f));
+      }
+      if (entries.size() < want) return OkStatus();
+      after = entries.back().key;
+    }
   }));
-  std::vector<FileInfo> out;
-  for (const auto& r : records) {
-    ASSIGN_OR_RETURN(FileInfo f, Decode(r));
-    if (!purpose.empty() && f.purpose != purpose) continue;
-    out.push_back(std::move(f));
-  }
-  std::sort(out.begin(), out.end(), [](const FileInfo& a, const FileInfo& b) {
-    return a.created_at != b.created_at ? a.created_at > b.created_at : a.id < b.id;
-  });
-  if (out.size() > limit) out.resize(limit);
   return out;
 }
 
 Status FileStore::Delete(std::string_view account, std::string_view id) {
+  // Read first, outside the group commit: a failing function there costs its whole batch a
+  // retry, so unknown ids are answered here. Records never change, so `info` stays true while
+  // the record exists, which the record's Delete checks.
   ASSIGN_OR_RETURN(FileInfo info, Get(account, id));
-  RETURN_IF_ERROR(committer_.Write([&](storage::Transaction& txn) -> Status {
-    RETURN_IF_ERROR(txn.Delete(kTable, RecordKey(account, id)));
+  RETURN_IF_ERROR(committer_.Write([&](Transaction& txn) -> Status {
+    const std::string key = RecordKey(account, info.id);
+    RETURN_IF_ERROR(txn.Delete(kTable, key));
+    // A version-1 record has no content entry, nor order entries until it is migrated.
+    if (info.is_inline) RETURN_IF_ERROR(DeleteIfPresent(txn, kContentTable, key));
+    for (ListOrder order : {ListOrder::kOldestFirst, ListOrder::kNewestFirst}) {
+      RETURN_IF_ERROR(DeleteIfPresent(txn, OrderTable(order),
+                                      OrderKey(account, order, info.created_at, info.id)));
+    }
     return encryption::AccountKeys::AddUsage(txn, account, info.generation, -1,
                                              -static_cast<int64_t>(info.bytes));
   }));
@@ -301,12 +469,15 @@ Status FileStore::Delete(std::string_view account, std::string_view id) {
 }
 
 Status FileStore::DeleteAll(std::string_view account) {
-  ASSIGN_OR_RETURN(std::vector<FileInfo> files, List(account, "", kMaxListLimit));
-  while (!files.empty()) {
-    for (const FileInfo& f : files) RETURN_IF_ERROR(Delete(account, f.id));
-    ASSIGN_OR_RETURN(files, List(account, "", kMaxListLimit));
+  for (;;) {
+    ASSIGN_OR_RETURN(FileList page, List(account, {.limit = storage::kMaxScanLimit,
+                                                   .order = ListOrder::kOldestFirst}));
+    for (const FileInfo& f : page.files) {
+      Status deleted = Delete(account, f.id);
+      if (!deleted.ok() && deleted.code() != StatusCode::kNotFound) return deleted;
+    }
+    if (!page.has_more) return OkStatus();
   }
-  return OkStatus();
 }
 
 }  // namespace keyfoundry::foundry

@@ -3,31 +3,54 @@
 //
 // Write path. BeginUpload gets the active generation's key (refused with its 403 status when
 // the customer's key is inaccessible), then each Write seals and appends, one segment in
-// memory. A small file (sealed size up to kMaxInlineBytes) is kept inside its record; a larger
-// one goes to a new blob. Finish commits the blob (durable, all or nothing) and then, in one
-// transaction, the file's record (with the key block naming the generation, and the content
-// when inline) and the generation's usage count. Those transactions are group-committed
-// (storage/group_commit.h): concurrent uploads share one durable commit, and each is
-// acknowledged only once its own record is durable. A crash before that transaction leaves at
-// most an orphan blob and no file: nothing acknowledged is lost, nothing half-written is ever
-// listed.
+// memory. A small file (sealed size up to kMaxInlineBytes) is kept in the metadata store, in a
+// table of its own; a larger one goes to a new blob. Finish commits the blob (durable, all or
+// nothing) and then, in one transaction, the file's record (with the key block naming the
+// generation), its content when small, its two ordering entries and the generation's usage
+// count. Those transactions are group-committed (storage/group_commit.h): concurrent uploads
+// share one durable commit, and each is acknowledged only once its own record is durable. A
+// crash before that transaction leaves at most an orphan blob and no file: nothing
+// acknowledged is lost, nothing half-written is ever listed.
 //
 // Read path. Open finds the record, gets the key of the generation its key block names
 // (PermissionDenied naming the key and the reason when it is inaccessible), opens the
 // envelope (which authenticates the last segment, so the size is proven) and reads any range,
-// authenticating every segment before returning its bytes.
+// authenticating every segment before returning its bytes. Only Open reads content: Get and
+// List read records and ordering entries, which are small.
 //
-// Storage:
-//   blob      file-{id}                                 the sealed content (larger files)
-//   table     files  {account key}/{id}                 {filename, purpose, bytes, created_at,
-//                                                        generation, key_block, stored_bytes,
-//                                                        inline?: the sealed content}
+// Listing. An account's files are kept in two orders, each a table whose keys sort as the
+// order goes, because MetadataStore::Scan only reads forward: oldest first (created_at, then
+// id) and its exact reverse, newest first. Files created in the same second keep one stable
+// place in each order, so the cursor `after` (a file id) never skips or repeats a file. A page
+// costs one Scan per kMaxScanLimit entries and one Get per file returned, whatever the
+// account's size; a purpose filter reads further in the order (each entry holds its file's
+// purpose, so non-matching files cost no Get) and stops once the page is full.
+//
+// Storage (MetadataStore tables; blob names are the file ids):
+//   blob   file-{id}                                     the sealed content (larger files)
+//   table  files              {account}/{id}             the record: JSON, below
+//          file_contents      {account}/{id}             the sealed content (small files), raw
+//          files_oldest_first {account}/{T}{id}          the file's purpose
+//          files_newest_first {account}/{Mirror(T{id})}  the file's purpose
+//          file_migrations    order_index                {"done", "after"}: see FileStore()
+// where {account} is Account::Key(), {id} is "file-" + 32 lower-case hex digits, T is
+// created_at + 2^63 as 16 lower-case hex digits (fixed width, so byte order is time order,
+// negative times included), and Mirror replaces every hex digit d by f - d: as every such key
+// has its hex digits at the same places, that reverses their order.
+//
+// Records. Version 2 (written now):
+//   {"v": 2, id, filename, purpose, bytes, created_at, generation, key_block (base64url),
+//    stored_bytes, "inline": true when the content is in file_contents, false in a blob}
+// Version 1 (written before ordering and file_contents existed; read, never written): the
+// same fields with "v": 1, and for a small file "inline": its sealed content as base64url,
+// with no file_contents entry. Open decodes that content; Get and List never do.
 //
 // Thread safety: FileStore is safe from many threads; an upload or a reader is used by one
 // thread at a time.
 #ifndef KEYFOUNDRY_FOUNDRY_FILES_H_
 #define KEYFOUNDRY_FOUNDRY_FILES_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -37,6 +60,7 @@
 
 #include "common/bytes.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "encryption/account_keys.h"
 #include "encryption/envelope.h"
@@ -48,6 +72,7 @@ namespace keyfoundry::foundry {
 
 inline constexpr size_t kMaxFilenameSize = 255;
 inline constexpr size_t kMaxInlineBytes = size_t{64} * 1024;
+inline constexpr size_t kMaxListLimit = 10000;
 
 struct FileInfo {
   std::string id;  // "file-" + 32 hex
@@ -58,8 +83,24 @@ struct FileInfo {
   uint64_t generation = 0;  // the key generation that seals it
   Bytes key_block;
   uint64_t stored_bytes = 0;
-  Bytes inline_content;  // the sealed content when it is kept in the record
-  bool is_inline = false;
+  bool is_inline = false;  // the sealed content is in the metadata store, not in a blob
+};
+
+enum class ListOrder {
+  kOldestFirst = 1,  // OpenAI's "asc"
+  kNewestFirst = 2,  // OpenAI's "desc", the default
+};
+
+struct ListFilesOptions {
+  std::string purpose;           // empty: every purpose
+  size_t limit = kMaxListLimit;  // 1..kMaxListLimit
+  ListOrder order = ListOrder::kNewestFirst;
+  std::string after;  // empty, or the id of a file of the account: the page starts after it
+};
+
+struct FileList {
+  std::vector<FileInfo> files;
+  bool has_more = false;  // more files follow the last one (in the order, with the purpose)
 };
 
 // OpenAI's file object: {id, object: "file", bytes, created_at, filename, purpose, status}.
@@ -88,7 +129,13 @@ class FileReader {
 
 class FileStore {
  public:
-  // Every reference must outlive the store.
+  // Every reference must outlive the store. Migrates a data directory written before the
+  // ordering tables existed: walks every record, in transactions of a bounded number of them,
+  // and puts its ordering entries (idempotent), each transaction also saving how far it went in
+  // file_migrations; a crash resumes there, and once it is done a start only reads that state.
+  // Should the migration fail, it is logged and List retries it, failing with its status until
+  // it succeeds (an incomplete list is never served). Records are not rewritten: version-1
+  // records keep their content, read as before.
   FileStore(storage::MetadataStore& store, storage::BlobStore& blobs, encryption::AccountKeys& keys,
             const Clock& clock = Clock::Real());
 
@@ -99,20 +146,27 @@ class FileStore {
 
   // NotFound (reason "NotFound") when the account has no such file.
   StatusOr<FileInfo> Get(std::string_view account, std::string_view id) const;
-  // Newest first, up to `limit` (1..10000), optionally only one purpose.
-  StatusOr<std::vector<FileInfo>> List(std::string_view account, std::string_view purpose,
-                                       size_t limit) const;
+  // One page of the account's files, in `options.order`, from one snapshot. InvalidArgument
+  // (reason "invalidPayload") for a limit outside 1..kMaxListLimit or an `after` that names
+  // no file of the account. Holds at most one page (and one Scan) in memory.
+  StatusOr<FileList> List(std::string_view account, const ListFilesOptions& options) const;
+  // NotFound (reason "NotFound") when the account has no such file.
   Status Delete(std::string_view account, std::string_view id);
-  // Deletes every file of an account (the account is being deleted).
+  // Deletes every file of an account (the account is being deleted), a page at a time.
   Status DeleteAll(std::string_view account);
 
  private:
   friend class FileUploadImpl;
+  // Runs the migration described at the constructor unless it is done.
+  Status EnsureOrdered() const;
+
   storage::MetadataStore& store_;
   storage::BlobStore& blobs_;
   encryption::AccountKeys& keys_;
   const Clock& clock_;
   storage::GroupCommitter committer_;
+  mutable Mutex migration_mu_;                // held while EnsureOrdered migrates
+  mutable std::atomic<bool> ordered_{false};  // every record has its ordering entries
 };
 
 }  // namespace keyfoundry::foundry

@@ -1,7 +1,7 @@
 // The AI data plane, OpenAI-compatible, on https://{account}.openai.DOMAIN:PORT:
 //
 //   POST   /openai/files                 multipart/form-data {purpose, file}; streamed
-//   GET    /openai/files                 ?purpose=&limit=
+//   GET    /openai/files                 ?purpose=&limit=&order=asc|desc&after={id}; paged
 //   GET    /openai/files/{id}
 //   GET    /openai/files/{id}/content    streamed; Range: bytes=a-b | a- | -n (206)
 //   DELETE /openai/files/{id}
@@ -37,7 +37,6 @@ using Json = nlohmann::json;
 
 constexpr uint64_t kMaxUploadBytes = uint64_t{64} << 30;
 constexpr size_t kMaxPurposeSize = 64;
-constexpr size_t kDefaultListLimit = 10000;
 
 struct Authenticated {
   Account account;
@@ -267,20 +266,34 @@ Response ListFiles(const Services& s, Request& r) {
   auto auth = Authenticate(s, r, "Microsoft.CognitiveServices/accounts/OpenAI/files/read");
   if (auto* denied = std::get_if<Response>(&auth)) return std::move(*denied);
   const Authenticated& who = std::get<Authenticated>(auth);
-  size_t limit = kDefaultListLimit;
+  foundry::ListFilesOptions options;
   if (auto it = r.query.find("limit"); it != r.query.end()) {
     const std::optional<int64_t> n = ParseInt64(it->second);
-    if (!n.has_value() || *n < 1 || *n > static_cast<int64_t>(kDefaultListLimit)) {
+    if (!n.has_value() || *n < 1 || *n > static_cast<int64_t>(foundry::kMaxListLimit)) {
       return OpenAiError(400, "invalidPayload", "limit must be between 1 and 10000");
     }
-    limit = static_cast<size_t>(*n);
+    options.limit = static_cast<size_t>(*n);
   }
-  const std::string purpose = r.query.count("purpose") ? r.query.at("purpose") : "";
-  StatusOr<std::vector<foundry::FileInfo>> files = s.files->List(who.account.Key(), purpose, limit);
-  if (!files.ok()) return FailureResponse(r, files.status());
+  if (auto it = r.query.find("order"); it != r.query.end()) {
+    if (it->second == "asc") {
+      options.order = foundry::ListOrder::kOldestFirst;
+    } else if (it->second != "desc") {
+      return OpenAiError(400, "invalidPayload", "order must be 'asc' or 'desc'");
+    }
+  }
+  if (auto it = r.query.find("purpose"); it != r.query.end()) options.purpose = it->second;
+  if (auto it = r.query.find("after"); it != r.query.end()) options.after = it->second;
+  StatusOr<foundry::FileList> list = s.files->List(who.account.Key(), options);
+  if (!list.ok()) return FailureResponse(r, list.status());
   Json data = Json::array();
-  for (const auto& f : *files) data.push_back(foundry::FileToJson(f));
-  return http::Json(200, {{"object", "list"}, {"data", data}, {"has_more", false}});
+  for (const auto& f : list->files) data.push_back(foundry::FileToJson(f));
+  const Json first = list->files.empty() ? Json() : Json(list->files.front().id);
+  const Json last = list->files.empty() ? Json() : Json(list->files.back().id);
+  return http::Json(200, {{"object", "list"},
+                          {"data", std::move(data)},
+                          {"first_id", first},
+                          {"last_id", last},
+                          {"has_more", list->has_more}});
 }
 
 Response GetFile(const Services& s, Request& r) {

@@ -1247,5 +1247,64 @@ TEST_F(CmkRemoteVaultTest, AnAccountUsesAKeyInAnotherKeyfoundrydAndSeesItRevoked
   if (HasFailure()) PrintLogs(a, b);
 }
 
+// ------------------------------------------------------------------ 7. listing files
+
+TEST_F(CmkFlowTest, FileListsArePagedWithACursorInBothOrders) {
+  const std::string rg = "rg-list";
+  ASSERT_TRUE(kf_->MakeGroup(rg));
+  http::ClientResponse r = kf_->PutAccount(rg, "acct-list");
+  ASSERT_EQ(r.status, 201) << Describe(r);
+  const Deployment::Header auth = {"api-key", kf_->ApiKey(rg, "acct-list")};
+  std::vector<std::string> uploaded;
+  for (int i = 0; i < 3; ++i) {
+    r = kf_->Upload("acct-list", auth, RandomData(100));
+    ASSERT_EQ(r.status, 200) << Describe(r);
+    uploaded.push_back(Body(r).value("id", ""));
+  }
+  auto list = [&](const std::string& query) {
+    return kf_->server().Call("GET", kf_->Files("acct-list") + query, {auth});
+  };
+  auto ids = [](const Json& page) {
+    std::vector<std::string> out;
+    for (const Json& f : page["data"]) out.push_back(f.value("id", ""));
+    return out;
+  };
+
+  r = list("?order=asc&limit=2");
+  ASSERT_EQ(r.status, 200) << Describe(r);
+  const Json first = Body(r);
+  ASSERT_EQ(first["data"].size(), 2u) << r.body;
+  EXPECT_EQ(first["object"], "list");
+  EXPECT_EQ(first["has_more"], true);
+  EXPECT_EQ(first["first_id"], first["data"][0]["id"]);
+  EXPECT_EQ(first["last_id"], first["data"][1]["id"]);
+  r = list("?order=asc&limit=2&after=" + first.value("last_id", ""));
+  ASSERT_EQ(r.status, 200) << Describe(r);
+  const Json second = Body(r);
+  EXPECT_EQ(second["has_more"], false);
+  std::vector<std::string> ascending = ids(first);
+  for (const std::string& id : ids(second)) ascending.push_back(id);
+  EXPECT_TRUE(
+      std::is_permutation(ascending.begin(), ascending.end(), uploaded.begin(), uploaded.end()))
+      << first.dump() << second.dump();
+
+  r = list("");  // newest first by default: the reverse
+  ASSERT_EQ(r.status, 200) << Describe(r);
+  EXPECT_EQ(ids(Body(r)), std::vector<std::string>(ascending.rbegin(), ascending.rend()));
+  EXPECT_EQ(Body(r)["has_more"], false);
+
+  r = list("?purpose=batch");
+  ASSERT_EQ(r.status, 200) << Describe(r);
+  EXPECT_EQ(Body(r), Json::parse(R"({"object": "list", "data": [], "first_id": null,
+                                     "last_id": null, "has_more": false})"));
+
+  for (const std::string& bad : {"?order=sideways", "?limit=0", "?limit=10001",
+                                 "?after=file-00000000000000000000000000000000"}) {
+    r = list(bad);
+    EXPECT_EQ(r.status, 400) << bad << ": " << Describe(r);
+    EXPECT_EQ(ErrorCode(r), "invalidPayload") << bad;
+  }
+}
+
 }  // namespace
 }  // namespace keyfoundry
