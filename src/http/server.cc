@@ -5,6 +5,7 @@
 #include <openssl/ssl.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -244,10 +245,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ReadBody();
   void OnBody(beast::error_code ec, size_t);
   void StartStreamingBody(bool has_body, bool expects_continue);
+  // A piece of a streamed request body: which of body_buffers_ holds it, its size, and whether
+  // it ends the body.
+  struct Piece {
+    int buffer = 0;
+    size_t size = 0;
+    bool last = false;
+  };
   void ReadStreamPiece();
   void OnStreamPiece(beast::error_code ec, size_t);
-  void ConsumePiece(size_t n, bool done);
-  void AfterPiece(bool keep_alive);
+  void Consume(Piece piece);
+  void ConsumePiece(Piece piece);
+  void AfterPiece(Piece piece);
+  void Drain(size_t n, bool last);
+  bool KeepAlive() const { return stream_parser_->get().keep_alive() && !server_->stopping_; }
   void OnReadError(beast::error_code ec);
   void Respond(Response response, bool keep_alive);
   template <typename Message>
@@ -279,7 +290,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer_;
 
   // The request in progress: its header is read by header_parser_, then its body by parser_
-  // (a plain route) or stream_parser_ (a streaming route, into stream_buffer_).
+  // (a plain route) or stream_parser_ (a streaming route, into body_buffers_).
   std::optional<bhttp::request_parser<bhttp::empty_body>> header_parser_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::optional<bhttp::request_parser<bhttp::buffer_body>> stream_parser_;
@@ -290,7 +301,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   StatusOr<size_t> source_read_ = size_t{0};
   std::optional<Response> refusal_;  // a refused streamed body is drained, then this is sent
   uint64_t drained_ = 0;
-  std::vector<uint8_t> stream_buffer_;  // kStreamChunk bytes while a body is streamed
+  // A streamed request body is read into one buffer while a worker hands the other to the
+  // consumer: receiving (TLS) and consuming (sealing, writing) overlap.
+  std::array<std::vector<uint8_t>, 2> body_buffers_;
+  int filling_ = 0;        // the buffer the next or pending read fills
+  bool reading_ = false;   // a read of the body is pending
+  bool consuming_ = false;  // a worker has a piece
+  std::optional<Piece> waiting_;  // read while the worker was busy: the next for the consumer
+  beast::error_code read_error_;  // a read that failed while the worker was busy
+  std::optional<Response> consumer_refusal_;  // written by the worker only (ConsumePiece)
+  std::vector<uint8_t> stream_buffer_;  // kStreamChunk bytes while a response is streamed
   Clock::time_point request_start_;
   Request request_;
   RouteMatch match_;
@@ -371,6 +391,12 @@ void Connection::StartRequest() {
   consumer_.reset();
   refusal_.reset();
   drained_ = 0;
+  filling_ = 0;
+  reading_ = false;
+  consuming_ = false;
+  waiting_.reset();
+  read_error_ = {};
+  consumer_refusal_.reset();
   header_parser_.emplace();
   header_parser_->header_limit(static_cast<uint32_t>(
       std::min<size_t>(options_.max_header_bytes, std::numeric_limits<uint32_t>::max())));
@@ -475,10 +501,7 @@ void Connection::StartStreamingBody(bool has_body, bool expects_continue) {
               return c.ReadStreamPiece();
             }
             c.consumer_ = std::move(std::get<std::unique_ptr<BodyConsumer>>(started));
-            if (!has_body) {
-              return c.Offload([](Connection& w) { w.ConsumePiece(0, true); },
-                               [keep_alive](Connection& w) { w.AfterPiece(keep_alive); });
-            }
+            if (!has_body) return c.Consume(Piece{0, 0, true});
             if (!expects_continue) return c.ReadStreamPiece();
             bhttp::async_write(c.stream_, c.continue_,
                                [self = c.shared_from_this()](beast::error_code write_ec, size_t) {
@@ -490,52 +513,67 @@ void Connection::StartStreamingBody(bool has_body, bool expects_continue) {
 
 void Connection::ReadStreamPiece() {
   phase_ = Phase::kRequest;
-  stream_buffer_.resize(kStreamChunk);
+  auto& buffer = body_buffers_[filling_];
+  buffer.resize(kStreamChunk);
   auto& body = stream_parser_->get().body();
-  body.data = stream_buffer_.data();
-  body.size = stream_buffer_.size();
+  body.data = buffer.data();
+  body.size = buffer.size();
+  reading_ = true;
   tcp().expires_after(options_.read_timeout);  // progress, not the whole body, is bounded
   bhttp::async_read(stream_, buffer_, *stream_parser_,
                     beast::bind_front_handler(&Connection::OnStreamPiece, shared_from_this()));
 }
 
 void Connection::OnStreamPiece(beast::error_code ec, size_t) {
+  reading_ = false;
   if (ec == bhttp::error::need_buffer) ec = {};
   if (ec) {
+    if (consuming_) {
+      read_error_ = ec;  // AfterPiece ends the request once the worker is done
+      return;
+    }
     consumer_.reset();  // discards what the consumer wrote
     return OnReadError(ec);
   }
-  phase_ = Phase::kHandler;
-  const size_t n = stream_buffer_.size() - stream_parser_->get().body().size;
-  const bool keep_alive = stream_parser_->get().keep_alive() && !server_->stopping_;
-  if (refusal_.has_value()) {
-    drained_ += n;
-    if (stream_parser_->is_done()) return Respond(*std::move(refusal_), keep_alive);
-    if (drained_ > kMaxDrainBytes) return Respond(*std::move(refusal_), false);
-    return ReadStreamPiece();
+  const Piece piece{filling_, kStreamChunk - stream_parser_->get().body().size,
+                    stream_parser_->is_done()};
+  if (refusal_.has_value()) return Drain(piece.size, piece.last);
+  if (consuming_) {
+    waiting_ = piece;
+    return;
   }
-  const bool done = stream_parser_->is_done();
-  Offload([n, done](Connection& c) { c.ConsumePiece(n, done); },
-          [keep_alive](Connection& c) { c.AfterPiece(keep_alive); });
+  Consume(piece);
+}
+
+// Hands a piece to a worker and, unless it ends the body, reads the next into the other buffer.
+void Connection::Consume(Piece piece) {
+  phase_ = Phase::kHandler;
+  consuming_ = true;
+  Offload([piece](Connection& c) { c.ConsumePiece(piece); },
+          [piece](Connection& c) { c.AfterPiece(piece); });
+  if (!piece.last) {
+    filling_ = 1 - piece.buffer;
+    ReadStreamPiece();
+  }
 }
 
 // On a worker: hands a piece of the body to the consumer and, after the last, gets its
-// response (in handler_response_). A failed piece leaves the refusal in refusal_.
-void Connection::ConsumePiece(size_t n, bool done) {
-  if (n > 0) {
+// response (in handler_response_). A failed piece leaves the refusal in consumer_refusal_.
+void Connection::ConsumePiece(Piece piece) {
+  if (piece.size > 0) {
     Status consumed = OkStatus();
     try {
-      consumed = consumer_->Consume(ByteView(stream_buffer_.data(), n));
+      consumed = consumer_->Consume(ByteView(body_buffers_[piece.buffer].data(), piece.size));
     } catch (const std::exception& e) {
       consumed = InternalError(std::string("the body consumer threw: ") + e.what());
     }
     if (!consumed.ok()) {
-      refusal_ = consumer_->Fail(consumed);
+      consumer_refusal_ = consumer_->Fail(consumed);
       consumer_.reset();
       return;
     }
   }
-  if (!done) return;
+  if (!piece.last) return;
   try {
     handler_response_ = consumer_->Finish();
   } catch (const std::exception& e) {
@@ -548,15 +586,40 @@ void Connection::ConsumePiece(size_t n, bool done) {
   consumer_.reset();
 }
 
-void Connection::AfterPiece(bool keep_alive) {
-  const bool done = stream_parser_->is_done();
-  if (refusal_.has_value()) {
-    if (done) return Respond(*std::move(refusal_), keep_alive);
-    return ReadStreamPiece();  // the rest is drained
+// Back from the worker: answer, pass it the piece read meanwhile, or wait for the read.
+void Connection::AfterPiece(Piece piece) {
+  consuming_ = false;
+  if (read_error_) {
+    consumer_.reset();
+    consumer_refusal_.reset();
+    return OnReadError(std::exchange(read_error_, {}));
   }
-  if (!done) return ReadStreamPiece();
-  stream_buffer_ = {};
-  Respond(std::move(handler_response_), keep_alive);
+  if (consumer_refusal_.has_value()) {
+    // Refused: the rest of the body is drained, then the refusal sent.
+    refusal_ = std::move(consumer_refusal_);
+    consumer_refusal_.reset();
+    if (waiting_.has_value()) {
+      const Piece next = *std::exchange(waiting_, std::nullopt);
+      return Drain(next.size, next.last);
+    }
+    if (reading_) return;  // its completion drains
+    if (piece.last) return Respond(*std::move(refusal_), KeepAlive());
+    return ReadStreamPiece();
+  }
+  if (piece.last) {
+    body_buffers_ = {};
+    return Respond(std::move(handler_response_), KeepAlive());
+  }
+  if (waiting_.has_value()) Consume(*std::exchange(waiting_, std::nullopt));
+  // Otherwise the read in progress brings the next piece.
+}
+
+// A refused body: its pieces are counted and dropped, up to kMaxDrainBytes.
+void Connection::Drain(size_t n, bool last) {
+  drained_ += n;
+  if (last) return Respond(*std::move(refusal_), KeepAlive());
+  if (drained_ > kMaxDrainBytes) return Respond(*std::move(refusal_), false);
+  ReadStreamPiece();
 }
 
 void Connection::OnBody(beast::error_code ec, size_t) {
