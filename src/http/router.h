@@ -81,6 +81,12 @@ struct RouteOptions {
   // The route's label in metrics and logs; the path pattern when empty. Keep the set of labels
   // small: never derive one from request data.
   std::string metrics_name;
+  // The handler (and the source of a streamed response) runs on the connection's own I/O
+  // thread instead of a worker, saving two thread hand-offs per request (about a third of the
+  // cost of a small request). Only for handlers that never wait on a commit, a lock held across
+  // one, or the network in the common case: while one runs, the other connections of its
+  // thread wait. Reads of the metadata store and CPU work (an RSA operation) qualify.
+  bool runs_inline = false;
 };
 
 struct Route {

@@ -255,7 +255,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ReadStreamPiece();
   void OnStreamPiece(beast::error_code ec, size_t);
   void Consume(Piece piece);
-  void ConsumePiece(Piece piece);
+  void ConsumePiece(ByteView data, bool last);
+  void RunStreamingWhole();
   void AfterPiece(Piece piece);
   void Drain(size_t n, bool last);
   bool KeepAlive() const { return stream_parser_->get().keep_alive() && !server_->stopping_; }
@@ -328,6 +329,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 template <typename Work, typename Then>
 void Connection::Offload(Work work, Then then) {
+  if (match_.route != nullptr && match_.route->options.runs_inline) {
+    work(*this);
+    return then(*this);
+  }
   asio::post(server_->workers(), [self = shared_from_this(), work, then] {
     work(*self);
     asio::post(self->executor(), [self, then] { then(*self); });
@@ -452,7 +457,12 @@ void Connection::OnHeader(beast::error_code ec, size_t) {
   const bool expects_continue =
       expect != header.end() && EqualsIgnoreCase(ToString(expect->value()), "100-continue");
   const bool has_body = !header_parser_->is_done();
-  if (match_.kind == MatchKind::kFound && match_.route->streaming) {
+  // A streaming route's body that is small and will come unasked is read whole first, so that
+  // the handler, the consumer and its response take one trip to a worker (see OnBody).
+  const bool small_body = header_parser_->content_length().value_or(kStreamChunk + 1) <=
+                              kStreamChunk &&
+                          !expects_continue;
+  if (match_.kind == MatchKind::kFound && match_.route->streaming && !small_body) {
     stream_parser_.emplace(std::move(*header_parser_));
     stream_parser_->body_limit(limit);
     header_parser_.reset();
@@ -549,7 +559,10 @@ void Connection::OnStreamPiece(beast::error_code ec, size_t) {
 void Connection::Consume(Piece piece) {
   phase_ = Phase::kHandler;
   consuming_ = true;
-  Offload([piece](Connection& c) { c.ConsumePiece(piece); },
+  Offload(
+      [piece](Connection& c) {
+        c.ConsumePiece(ByteView(c.body_buffers_[piece.buffer].data(), piece.size), piece.last);
+      },
           [piece](Connection& c) { c.AfterPiece(piece); });
   if (!piece.last) {
     filling_ = 1 - piece.buffer;
@@ -557,13 +570,28 @@ void Connection::Consume(Piece piece) {
   }
 }
 
+// On a worker: a streaming route whose body was read whole (small): its handler, then its
+// consumer with the whole body, then the response (in handler_response_).
+void Connection::RunStreamingWhole() {
+  const std::string body = std::move(request_.body);
+  request_.body.clear();
+  auto started = InvokeStreamingHandler(*match_.route, request_);
+  if (auto* response = std::get_if<Response>(&started)) {
+    handler_response_ = std::move(*response);
+    return;
+  }
+  consumer_ = std::move(std::get<std::unique_ptr<BodyConsumer>>(started));
+  ConsumePiece(AsBytes(body), true);
+  if (consumer_refusal_.has_value()) handler_response_ = *std::exchange(consumer_refusal_, {});
+}
+
 // On a worker: hands a piece of the body to the consumer and, after the last, gets its
 // response (in handler_response_). A failed piece leaves the refusal in consumer_refusal_.
-void Connection::ConsumePiece(Piece piece) {
-  if (piece.size > 0) {
+void Connection::ConsumePiece(ByteView data, bool last) {
+  if (!data.empty()) {
     Status consumed = OkStatus();
     try {
-      consumed = consumer_->Consume(ByteView(body_buffers_[piece.buffer].data(), piece.size));
+      consumed = consumer_->Consume(data);
     } catch (const std::exception& e) {
       consumed = InternalError(std::string("the body consumer threw: ") + e.what());
     }
@@ -573,7 +601,7 @@ void Connection::ConsumePiece(Piece piece) {
       return;
     }
   }
-  if (!piece.last) return;
+  if (!last) return;
   try {
     handler_response_ = consumer_->Finish();
   } catch (const std::exception& e) {
@@ -635,6 +663,13 @@ void Connection::OnBody(beast::error_code ec, size_t) {
   switch (match_.kind) {
     case MatchKind::kFound:
       request_.params = std::move(match_.params);
+      if (match_.route->streaming) {
+        return Offload([](Connection& c) { c.RunStreamingWhole(); },
+                       [keep_alive](Connection& c) {
+                         c.Respond(std::move(c.handler_response_),
+                                   keep_alive && !c.server_->stopping_);
+                       });
+      }
       return Offload(
           [](Connection& c) { c.handler_response_ = InvokeHandler(*c.match_.route, c.request_); },
           [keep_alive](Connection& c) {

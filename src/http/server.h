@@ -9,7 +9,8 @@
 // and its chain of reads and writes never changes threads (no hand-off, no wake-up per TLS
 // record). Handlers, body consumers and the sources of streamed bodies run on a pool of
 // `threads` worker threads, since they may block (SQLite, fsync, the HSM, a remote vault);
-// each hands its result back to the connection's thread. One request at a time per connection,
+// each hands its result back to the connection's thread. A route marked runs_inline (a read or
+// CPU-only handler) runs on the connection's thread instead, without the two hand-offs. One request at a time per connection,
 // up to `threads` handlers at once in the process.
 //
 // A connection's life (each arrow is one asynchronous step on its strand):

@@ -414,14 +414,16 @@ void AddOpenAiRoutes(http::Router& router, std::shared_ptr<Services> services) {
         {.max_body_bytes = kMaxUploadBytes, .metrics_name = "/openai/files (upload)"});
     router.Add("GET", host, prefix + "/files", [s](Request& r) { return ListFiles(*s, r); },
                {.metrics_name = "/openai/files"});
+    // Reads of one file run inline (http::RouteOptions::runs_inline): metadata reads, an unwrap
+    // through the vault only when the key cache misses, and a queued audit record.
     router.Add("GET", host, prefix + "/files/{id}", [s](Request& r) { return GetFile(*s, r); },
-               {.metrics_name = "/openai/files/{id}"});
+               {.metrics_name = "/openai/files/{id}", .runs_inline = true});
     router.Add("DELETE", host, prefix + "/files/{id}",
                [s](Request& r) { return DeleteFile(*s, r); },
                {.metrics_name = "/openai/files/{id}"});
     router.Add("GET", host, prefix + "/files/{id}/content",
                [s](Request& r) { return DownloadFile(*s, r); },
-               {.metrics_name = "/openai/files/{id}/content"});
+               {.metrics_name = "/openai/files/{id}/content", .runs_inline = true});
   }
 }
 

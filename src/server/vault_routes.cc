@@ -705,16 +705,19 @@ void AddVaultRoutes(http::Router& router, std::shared_ptr<Services> services) {
       router.Add("POST", host, path,
                  VaultHandler(s, [op = op](Call& c) { return EncryptionOperation(c, op); }),
                  {.max_body_bytes = kMaxVaultBodyBytes,
-                  .metrics_name = std::string("vault /keys/{name}/{version}/") + op_name});
+                  .metrics_name = std::string("vault /keys/{name}/{version}/") + op_name,
+                  .runs_inline = true});  // reads, CPU and a queued audit record
     }
   }
   for (const char* prefix : {"/keys/{name}/{version}/", "/keys/{name}/"}) {
     router.Add("POST", host, std::string(prefix) + "sign", VaultHandler(s, SignOperation),
                {.max_body_bytes = kMaxVaultBodyBytes,
-                .metrics_name = "vault /keys/{name}/{version}/sign"});
+                .metrics_name = "vault /keys/{name}/{version}/sign",
+                .runs_inline = true});
     router.Add("POST", host, std::string(prefix) + "verify", VaultHandler(s, VerifyOperation),
                {.max_body_bytes = kMaxVaultBodyBytes,
-                .metrics_name = "vault /keys/{name}/{version}/verify"});
+                .metrics_name = "vault /keys/{name}/{version}/verify",
+                .runs_inline = true});
   }
   // Anything else on a vault host: authenticated first, then 404 with the API's code.
   for (const char* method : {"GET", "PUT", "POST", "PATCH", "DELETE"}) {

@@ -151,6 +151,13 @@ class HttpServerTest : public ::testing::Test {
       const uint64_t fail_after = std::stoull(r.query.count("fail") ? r.query.at("fail") : "-1");
       return PatternStream(size, fail_after);
     });
+    router_->Add("GET", "*", "/inline", [](Request&) { return Text(200, "inline"); },
+                 {.runs_inline = true});
+    router_->Add("GET", "*", "/held", [this](Request&) {
+      held_entered_.set_value();
+      (void)released_.wait_for(seconds(10));  // until the test releases it
+      return Text(200, "held");
+    });
     router_->Add("GET", "*", "/slow", [this](Request&) {
       slow_entered_.set_value();
       std::this_thread::sleep_for(milliseconds(300));
@@ -199,6 +206,9 @@ class HttpServerTest : public ::testing::Test {
   static inline crypto::CertificateAndKey* leaf_ = nullptr;
   std::shared_ptr<Router> router_;
   std::promise<void> slow_entered_;
+  std::promise<void> held_entered_;
+  std::promise<void> release_;
+  std::shared_future<void> released_ = release_.get_future().share();
   std::unique_ptr<HttpsServer> server_;
 };
 
@@ -460,6 +470,50 @@ TEST_F(HttpServerTest, StreamedUploadOverTheLimitOrRefusedMidwayIsAnswered) {
   auto after = client.Send(next);
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(after->status, 200);
+}
+
+TEST_F(HttpServerTest, SmallStreamedBodiesAreReadWholeAndStillRefusedOrAnswered) {
+  StartServer();
+  HttpsClient client;  // one kept-alive connection throughout
+  ClientRequest failing = Req("PUT", "/upload");
+  failing.body = Pattern(1000);
+  failing.headers.emplace_back("X-Fail-At", "10");
+  auto failed = client.Send(failing);
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(failed->status, 400);
+  EXPECT_EQ(nlohmann::json::parse(failed->body)["error"]["message"], "refused at 10");
+
+  ClientRequest refused = Req("PUT", "/upload");
+  refused.body = Pattern(1000);
+  refused.headers.emplace_back("X-Refuse", "1");
+  auto answer = client.Send(refused);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->status, 401);
+
+  ClientRequest whole = Req("PUT", "/upload");
+  whole.body = Pattern(200 * 1024);
+  auto ok = client.Send(whole);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  ASSERT_EQ(ok->status, 200) << ok->body;
+  const auto seen = nlohmann::json::parse(ok->body);
+  EXPECT_EQ(seen["size"], 200 * 1024);
+  EXPECT_EQ(seen["mismatches"], 0);
+  EXPECT_EQ(seen["pieces"], 1);  // one call with the whole body
+}
+
+TEST_F(HttpServerTest, InlineRoutesAnswerWhileEveryWorkerIsBusy) {
+  StartServer([](ServerOptions& o) { o.threads = 1; });
+  std::future<ClientResponse> held =
+      std::async(std::launch::async, [this] { return Send(Req("GET", "/held")); });
+  ASSERT_EQ(held_entered_.get_future().wait_for(seconds(5)), std::future_status::ready);
+  // The only worker is held: an inline route needs none, a plain one waits for it.
+  EXPECT_EQ(Send(Req("GET", "/inline")).body, "inline");
+  std::future<ClientResponse> plain =
+      std::async(std::launch::async, [this] { return Send(Req("GET", "/hello")); });
+  EXPECT_EQ(plain.wait_for(milliseconds(300)), std::future_status::timeout);
+  release_.set_value();
+  EXPECT_EQ(held.get().body, "held");
+  EXPECT_EQ(plain.get().body, "hello");
 }
 
 TEST_F(HttpServerTest, StreamingHandlerRefusesBeforeTheContinueSoTheBodyIsNeverSent) {
