@@ -342,6 +342,12 @@ StatusOr<std::shared_ptr<const GenerationKey>> AccountKeys::Get(std::string_view
   return result;
 }
 
+bool AccountKeys::IsCached(std::string_view account, uint64_t number) {
+  MutexLock lock(&mutex_);
+  auto it = cache_.find(GenerationKeyOf(account, number));
+  return it != cache_.end() && it->second.expires > clock_.Now();
+}
+
 StatusOr<std::shared_ptr<const GenerationKey>> AccountKeys::Unwrap(std::string_view account,
                                                                    const Generation& generation) {
   const std::string cache_key = GenerationKeyOf(account, generation.number);

@@ -134,6 +134,9 @@ class AccountKeys {
   StatusOr<std::shared_ptr<const GenerationKey>> Active(std::string_view account);
   // The key of generation `number` (to read an object sealed under it).
   StatusOr<std::shared_ptr<const GenerationKey>> Get(std::string_view account, uint64_t number);
+  // Whether Get(account, number) would answer from the cache (the key, or a recent refusal)
+  // rather than ask the vault. Never blocks on the vault.
+  bool IsCached(std::string_view account, uint64_t number);
 
   // Every generation with its state and usage; `check` unwraps those whose state is not
   // cached (so the report is current), otherwise states come from the cache only.

@@ -212,6 +212,20 @@ TEST_F(AccountKeysTest, ConcurrentMissesAtExpiryShareOneUnwrap) {
   EXPECT_EQ(counting_->unwraps, before + 1);
 }
 
+TEST_F(AccountKeysTest, IsCachedTellsWhetherGetWouldAskTheVault) {
+  ASSERT_TRUE(keys_->CreateServiceManaged(kAccount).ok());
+  auto added = keys_->AddCustomerManaged(kAccount, who_, {kVaultUri, "k1", ""});
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_TRUE(keys_->IsCached(kAccount, added->number));  // since the probe
+  clock_.Advance(seconds(61));
+  EXPECT_FALSE(keys_->IsCached(kAccount, added->number));
+  SetIdentityPolicy({});
+  EXPECT_FALSE(keys_->Get(kAccount, added->number).ok());
+  EXPECT_TRUE(keys_->IsCached(kAccount, added->number));  // the refusal, for the negative TTL
+  clock_.Advance(seconds(6));
+  EXPECT_FALSE(keys_->IsCached(kAccount, added->number));
+}
+
 TEST_F(AccountKeysTest, ConcurrentMissesOfARevokedKeyShareOneRefusal) {
   ASSERT_TRUE(keys_->CreateServiceManaged(kAccount).ok());
   ASSERT_TRUE(keys_->AddCustomerManaged(kAccount, who_, {kVaultUri, "k1", ""}).ok());

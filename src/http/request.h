@@ -41,6 +41,10 @@ struct Request {
   // The route's parameters ("{vault}" in the host pattern, "{name}" in the path pattern),
   // percent-decoded.
   std::map<std::string, std::string> params;
+  // Set by the server when the handler runs on the connection's I/O thread (a route with
+  // RouteOptions::runs_inline). Such a handler that finds it would have to wait (a key not
+  // cached, so a call to a vault) returns RunOnWorker() and is called again on a worker.
+  bool on_io_thread = false;
 
   // The value of the first header field named `name` (compared case-insensitively), or
   // nullopt. The view lives as long as `headers` is not modified.

@@ -24,4 +24,11 @@ Response Text(int status, std::string body, std::string content_type) {
   return response;
 }
 
+Response RunOnWorker() {
+  Response response;
+  response.status = 500;  // what it becomes if the server does not act on it
+  response.run_on_worker = true;
+  return response;
+}
+
 }  // namespace keyfoundry::http

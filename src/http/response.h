@@ -55,7 +55,14 @@ struct Response {
   std::string content_type = kJsonContentType;
   // Set instead of `body` for a streamed body (`body` must then be empty).
   std::shared_ptr<StreamedBody> stream;
+  // See RunOnWorker().
+  bool run_on_worker = false;
 };
+
+// Returned by a handler running on the I/O thread (Request::on_io_thread) that would block: the
+// server calls it again, with the same request, on a worker. Anywhere else it is a handler bug
+// and becomes a 500.
+Response RunOnWorker();
 
 // `body` serialised as compact JSON, with the JSON content type. Invalid UTF-8 in strings is
 // replaced by U+FFFD rather than failing.

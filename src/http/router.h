@@ -84,8 +84,9 @@ struct RouteOptions {
   // The handler (and the source of a streamed response) runs on the connection's own I/O
   // thread instead of a worker, saving two thread hand-offs per request (about a third of the
   // cost of a small request). Only for handlers that never wait on a commit, a lock held across
-  // one, or the network in the common case: while one runs, the other connections of its
-  // thread wait. Reads of the metadata store and CPU work (an RSA operation) qualify.
+  // one, or the network: while one runs, the other connections of its thread wait. Reads of
+  // the metadata store and CPU work (an RSA operation) qualify. A handler that may need to
+  // wait only sometimes checks Request::on_io_thread and returns RunOnWorker() then.
   bool runs_inline = false;
 };
 

@@ -271,6 +271,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Meanwhile no read or write is pending, so nothing else touches the connection's state.
   template <typename Work, typename Then>
   void Offload(Work work, Then then);
+  template <typename Work, typename Then>
+  void OnWorker(Work work, Then then);
   void OnStreamPieceWritten(bool keep_alive, beast::error_code ec, size_t);
   void OnWritten(bool keep_alive, beast::error_code ec, size_t);
   void Shutdown();
@@ -333,6 +335,12 @@ void Connection::Offload(Work work, Then then) {
     work(*this);
     return then(*this);
   }
+  OnWorker(std::move(work), std::move(then));
+}
+
+// As Offload, always on a worker.
+template <typename Work, typename Then>
+void Connection::OnWorker(Work work, Then then) {
   asio::post(server_->workers(), [self = shared_from_this(), work, then] {
     work(*self);
     asio::post(self->executor(), [self, then] { then(*self); });
@@ -670,7 +678,15 @@ void Connection::OnBody(beast::error_code ec, size_t) {
                                    keep_alive && !c.server_->stopping_);
                        });
       }
-      return Offload(
+      if (match_.route->options.runs_inline) {
+        request_.on_io_thread = true;
+        Response inline_response = InvokeHandler(*match_.route, request_);
+        request_.on_io_thread = false;
+        if (!inline_response.run_on_worker) {
+          return Respond(std::move(inline_response), keep_alive && !server_->stopping_);
+        }
+      }
+      return OnWorker(
           [](Connection& c) { c.handler_response_ = InvokeHandler(*c.match_.route, c.request_); },
           [keep_alive](Connection& c) {
             c.Respond(std::move(c.handler_response_), keep_alive && !c.server_->stopping_);
@@ -724,6 +740,7 @@ void Connection::Respond(Response response, bool keep_alive) {
   if (response.stream != nullptr) {
     valid = valid && response.body.empty() && static_cast<bool>(response.stream->read);
   }
+  valid = valid && !response.run_on_worker;  // only an inline handler may ask that
   if (!valid) {
     Log(LogLevel::kError, "http.invalid_response",
         {{"request_id", request_.request_id},

@@ -359,6 +359,14 @@ Response DownloadFile(const Services& s, Request& r) {
   if (auto* denied = std::get_if<Response>(&auth)) return std::move(*denied);
   const Authenticated& who = std::get<Authenticated>(auth);
   const std::string id = r.params.at("id");
+  if (r.on_io_thread) {
+    // Unwrapping a key not in the cache may mean a round trip to a remote vault: not on the
+    // I/O thread, whose other connections would wait.
+    StatusOr<foundry::FileInfo> info = s.files->Get(who.account.Key(), id);
+    if (info.ok() && !s.account_keys->IsCached(who.account.Key(), info->generation)) {
+      return http::RunOnWorker();
+    }
+  }
   StatusOr<std::unique_ptr<foundry::FileReader>> opened = s.files->Open(who.account.Key(), id);
   if (!opened.ok()) {
     AuditFileUse(s, r, who, "FileDownload", id,
@@ -414,8 +422,8 @@ void AddOpenAiRoutes(http::Router& router, std::shared_ptr<Services> services) {
         {.max_body_bytes = kMaxUploadBytes, .metrics_name = "/openai/files (upload)"});
     router.Add("GET", host, prefix + "/files", [s](Request& r) { return ListFiles(*s, r); },
                {.metrics_name = "/openai/files"});
-    // Reads of one file run inline (http::RouteOptions::runs_inline): metadata reads, an unwrap
-    // through the vault only when the key cache misses, and a queued audit record.
+    // Reads of one file run inline (http::RouteOptions::runs_inline): metadata reads and a
+    // queued audit record; a download whose key is not cached goes to a worker (RunOnWorker).
     router.Add("GET", host, prefix + "/files/{id}", [s](Request& r) { return GetFile(*s, r); },
                {.metrics_name = "/openai/files/{id}", .runs_inline = true});
     router.Add("DELETE", host, prefix + "/files/{id}",
