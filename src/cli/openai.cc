@@ -30,6 +30,11 @@ struct FileOptions {
   std::string output;
   std::string api_key;
   std::string group;  // accepted, unused: the account's name is enough
+  // list's filter and page
+  std::string list_purpose;
+  int64_t limit = 0;  // 0: the service's default (10,000)
+  std::string order;  // asc | desc (the service's default: newest first)
+  std::string after;  // a file id: the page starts after it
   bool yes = false;
 };
 
@@ -153,8 +158,22 @@ Status Upload(const FileOptions& o) {
 Status List(const FileOptions& o) {
   std::vector<std::pair<std::string, std::string>> headers;
   ASSIGN_OR_RETURN(Session s, Open(o, &headers));
-  ASSIGN_OR_RETURN(ApiResult files, s.client->Call("GET", FilesPath(), s.token, nullptr, headers));
+  std::string query;
+  auto add = [&query](const char* name, const std::string& value) {
+    if (!value.empty()) query += std::string("&") + name + "=" + http::PercentEncode(value);
+  };
+  add("purpose", o.list_purpose);
+  add("limit", o.limit > 0 ? std::to_string(o.limit) : "");
+  add("order", o.order);
+  add("after", o.after);
+  ASSIGN_OR_RETURN(ApiResult files,
+                   s.client->Call("GET", FilesPath("", query), s.token, nullptr, headers));
   Print(files.body.value("data", Json::array()), FileColumns());
+  if (files.body.value("has_more", false) && files.body.contains("last_id") &&
+      files.body["last_id"].is_string()) {
+    std::cerr << "More files follow: add --after " << files.body["last_id"].get<std::string>()
+              << "\n";
+  }
   return OkStatus();
 }
 
@@ -240,6 +259,12 @@ void AddOpenAiCommands(CLI::App& app) {
 
   CLI::App* list = file->add_subcommand("list", "list the account's files");
   Common(list, o);
+  list->add_option("--purpose", o->list_purpose, "only files of this purpose");
+  list->add_option("--limit", o->limit, "at most this many files (1-10000; default 10000)")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000}));
+  list->add_option("--order", o->order, "desc (newest first, the default) or asc")
+      ->check(CLI::IsMember({"asc", "desc"}));
+  list->add_option("--after", o->after, "continue after this file id (the last one listed)");
   list->callback([o] { Check(List(*o)); });
 
   CLI::App* show = file->add_subcommand("show", "show a file");

@@ -398,6 +398,13 @@ expect_generations 4:Active
 for f in "$FILE1:train.jsonl" "$FILE2:train2.jsonl" "$FILE3:train3.jsonl"; do
   download_ok acct-cmk "${f%%:*}" "${f#*:}"
 done
+# The list pages: two files, then the rest after the second.
+run kf openai file list --account-name acct-cmk --order asc --limit 2
+PAGE1="$(json 0.id) $(json 1.id)"
+grep -q -- "--after $(json 1.id)" "$ERR" || fail "the list did not say that more files follow"
+run kf openai file list --account-name acct-cmk --order asc --after "$(json 1.id)"
+[[ "$(printf '%s\n' $PAGE1 "$(json 0.id)" | sort)" == "$(printf '%s\n' "$FILE1" "$FILE2" "$FILE3" | sort)" ]] ||
+  fail "the two pages do not hold the three files"
 
 # ------------------------------------------------------------------------------------------------
 step "9. Every refusal of S3-S6 and S10"
