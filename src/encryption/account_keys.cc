@@ -322,23 +322,23 @@ StatusOr<std::shared_ptr<const GenerationKey>> AccountKeys::Get(std::string_view
   if (running.valid()) return running.get();  // another request is unwrapping it: its answer
 
   KeyResult result = InternalError("the unwrap failed unexpectedly");
-  try {
-    StatusOr<Generation> generation = ReadGeneration(account, number);
-    result = generation.ok() ? Unwrap(account, *generation) : KeyResult(generation.status());
-  } catch (...) {
-    // Waiters get the same failure; the caller gets the exception.
+  // Ends the flight and hands waiters `result`, also when an exception leaves (the caller
+  // then gets the exception, the waiters the failure).
+  const auto land = [&] {
     {
       MutexLock lock(&mutex_);
       in_flight_.erase(cache_key);
     }
     mine.set_value(result);
+  };
+  try {
+    StatusOr<Generation> generation = ReadGeneration(account, number);
+    result = generation.ok() ? Unwrap(account, *generation) : KeyResult(generation.status());
+  } catch (...) {
+    land();
     throw;
   }
-  {
-    MutexLock lock(&mutex_);
-    in_flight_.erase(cache_key);
-  }
-  mine.set_value(result);
+  land();
   return result;
 }
 

@@ -324,6 +324,10 @@ std::variant<Response, std::unique_ptr<BodyConsumer>> InvokeStreamingHandler(con
   return Guarded<Result>(route, request, [&] { return route.streaming(request); });
 }
 
+Response InvokeFinish(const Route& route, const Request& request, BodyConsumer& consumer) {
+  return Guarded<Response>(route, request, [&] { return consumer.Finish(); });
+}
+
 Response NotFoundResponse(std::string_view method, std::string_view path) {
   return AzureError(404, "NotFound",
                     "No resource matches " + std::string(method) + " " +

@@ -149,6 +149,8 @@ Response InvokeHandler(const Route& route, Request& request);
 // The same for `route.streaming`.
 std::variant<Response, std::unique_ptr<BodyConsumer>> InvokeStreamingHandler(const Route& route,
                                                                              Request& request);
+// consumer.Finish(), with the same exception boundary.
+Response InvokeFinish(const Route& route, const Request& request, BodyConsumer& consumer);
 
 // The HTTP layer's own error responses (codes listed in response.h).
 Response NotFoundResponse(std::string_view method, std::string_view path);

@@ -610,15 +610,7 @@ void Connection::ConsumePiece(ByteView data, bool last) {
     }
   }
   if (!last) return;
-  try {
-    handler_response_ = consumer_->Finish();
-  } catch (const std::exception& e) {
-    Log(LogLevel::kError, "http.handler_exception",
-        {{"request_id", request_.request_id}, {"exception", e.what()}});
-    handler_response_ = AzureError(500, "InternalServerError",
-                                   "The server failed to process the request. Quote the "
-                                   "x-ms-request-id response header when reporting this.");
-  }
+  handler_response_ = InvokeFinish(*match_.route, request_, *consumer_);
   consumer_.reset();
 }
 
