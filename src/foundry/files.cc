@@ -1,6 +1,7 @@
 #include "foundry/files.h"
 
 #include <algorithm>
+#include <map>
 #include <array>
 #include <optional>
 
@@ -31,6 +32,8 @@ constexpr size_t kMigrationBatch = 256;
 constexpr std::array<std::string_view, 7> kPurposes = {
     "fine-tune", "fine-tune-results", "assistants", "assistants_output",
     "batch",     "batch_output",      "vision"};
+// Purposes of files the platform writes for itself and never lists or serves as files.
+constexpr std::array<std::string_view, 1> kInternalPurposes = {kWeightsPurpose};
 
 std::string AccountPrefix(std::string_view account) { return std::string(account) + "/"; }
 
@@ -104,7 +107,7 @@ StatusOr<std::optional<Record>> GetRecord(Transaction& txn, std::string_view acc
 }
 
 Json Encode(const FileInfo& f) {
-  return {{"v", kRecordVersion},
+  Json out = {{"v", kRecordVersion},
           {"id", f.id},
           {"filename", f.filename},
           {"purpose", f.purpose},
@@ -114,6 +117,8 @@ Json Encode(const FileInfo& f) {
           {"key_block", Base64UrlEncode(f.key_block)},
           {"stored_bytes", f.stored_bytes},
           {"inline", f.is_inline}};
+  if (!f.is_inline && f.blob != f.id) out["blob"] = f.blob;
+  return out;
 }
 
 // Decodes a record of version 1 or 2. The content a version-1 record carries is decoded only
@@ -135,6 +140,7 @@ StatusOr<FileInfo> Decode(const Record& r, std::optional<Bytes>* legacy_content 
     if (!block.ok()) return corrupt();
     f.key_block = *std::move(block);
     f.stored_bytes = j.at("stored_bytes").get<uint64_t>();
+    f.blob = j.contains("blob") ? j.at("blob").get<std::string>() : f.id;
     if (version == 2) {
       f.is_inline = j.at("inline").get<bool>();
     } else if (j.contains("inline")) {
@@ -167,6 +173,11 @@ Json FileToJson(const FileInfo& f) {
           {"purpose", f.purpose},
           {"status", "processed"},
           {"status_details", nullptr}};
+}
+
+bool IsInternalPurpose(std::string_view purpose) {
+  return std::find(kInternalPurposes.begin(), kInternalPurposes.end(), purpose) !=
+         kInternalPurposes.end();
 }
 
 Status ValidatePurpose(std::string_view purpose) {
@@ -207,7 +218,7 @@ class FileUploadImpl final : public FileUpload {
       return InvalidArgumentError("the file needs a filename of 1 to 255 bytes")
           .WithReason("invalidPayload");
     }
-    RETURN_IF_ERROR(ValidatePurpose(purpose));
+    if (!IsInternalPurpose(purpose)) RETURN_IF_ERROR(ValidatePurpose(purpose));
     RETURN_IF_ERROR(writer_->Finish());
     if (blob_ != nullptr) RETURN_IF_ERROR(blob_->Commit());
     FileInfo info;
@@ -220,6 +231,7 @@ class FileUploadImpl final : public FileUpload {
     info.key_block = writer_->key_block();
     info.stored_bytes = stored_;
     info.is_inline = blob_ == nullptr;
+    info.blob = id_;
     const std::string key = RecordKey(account_, id_);
     const std::string value = Encode(info).dump();
     Status stored = files_.committer_.Write([&](Transaction& txn) -> Status {
@@ -385,7 +397,7 @@ StatusOr<std::unique_ptr<FileReader>> FileStore::Open(std::string_view account,
                    keys_.Get(account, info.generation));
   std::unique_ptr<storage::BlobReader> blob;
   if (!info.is_inline) {
-    ASSIGN_OR_RETURN(blob, blobs_.Open(info.id));
+    ASSIGN_OR_RETURN(blob, blobs_.Open(info.blob));
   }
   auto reader = std::make_unique<FileReaderImpl>(std::move(info), std::move(blob),
                                                  std::move(content).value_or(Bytes()));
@@ -423,6 +435,7 @@ StatusOr<FileList> FileStore::List(std::string_view account,
       ASSIGN_OR_RETURN(std::vector<Record> entries, txn.Scan(table, prefix, after, want));
       for (const Record& entry : entries) {
         if (!options.purpose.empty() && AsStringView(entry.value) != options.purpose) continue;
+        if (!options.include_internal && IsInternalPurpose(AsStringView(entry.value))) continue;
         if (out.files.size() == options.limit) {
           out.has_more = true;
           return OkStatus();
@@ -460,7 +473,7 @@ Status FileStore::Delete(std::string_view account, std::string_view id) {
   }));
   // The record is gone first: a crash here leaves an orphan blob, never a file without content.
   if (info.is_inline) return OkStatus();
-  Status removed = blobs_.Delete(info.id);
+  Status removed = blobs_.Delete(info.blob);
   if (!removed.ok() && removed.code() != StatusCode::kNotFound) {
     Log(LogLevel::kWarning, "files.blob_delete_failed",
         {{"file", info.id}, {"error", removed.ToString()}});
@@ -471,13 +484,258 @@ Status FileStore::Delete(std::string_view account, std::string_view id) {
 Status FileStore::DeleteAll(std::string_view account) {
   for (;;) {
     ASSIGN_OR_RETURN(FileList page, List(account, {.limit = storage::kMaxScanLimit,
-                                                   .order = ListOrder::kOldestFirst}));
+                                                   .order = ListOrder::kOldestFirst,
+                                                   .include_internal = true}));
     for (const FileInfo& f : page.files) {
       Status deleted = Delete(account, f.id);
       if (!deleted.ok() && deleted.code() != StatusCode::kNotFound) return deleted;
     }
     if (!page.has_more) return OkStatus();
   }
+}
+
+
+// --- reprocessing
+
+struct FileStore::Candidate {
+  Record record;           // as read: its version guards the switch
+  FileInfo info;
+  std::optional<Bytes> content;  // a small file's sealed content
+  bool legacy = false;           // a version-1 record, whose content is in the record
+};
+
+namespace {
+
+// The content header's size: fixed fields, then the object id (envelope.h).
+constexpr size_t kHeaderFixedSize = 27;
+
+void AddDelta(std::map<uint64_t, std::pair<int64_t, int64_t>>& deltas, uint64_t generation,
+              int64_t objects, int64_t bytes) {
+  auto& d = deltas[generation];
+  d.first += objects;
+  d.second += bytes;
+}
+
+// The key of a generation for reprocessing: the key, or a failure counted on the page.
+std::shared_ptr<const encryption::GenerationKey> KeyOrFailure(encryption::AccountKeys& keys,
+                                                              std::string_view account,
+                                                              uint64_t generation,
+                                                              ReprocessPage& page,
+                                                              Status* fatal) {
+  StatusOr<std::shared_ptr<const encryption::GenerationKey>> key = keys.Get(account, generation);
+  if (key.ok()) return *key;
+  if (key.status().code() == StatusCode::kPermissionDenied ||
+      key.status().code() == StatusCode::kUnavailable) {
+    ++page.failed;
+    if (page.first_failure.ok()) page.first_failure = key.status();
+  } else {
+    *fatal = key.status();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+StatusOr<ReprocessPage> FileStore::Reprocess(std::string_view account, ReprocessMode mode,
+                                             const std::vector<uint64_t>& from,
+                                             const encryption::GenerationKey& to,
+                                             std::string_view after, size_t max_files) {
+  if (max_files < 1 || max_files > storage::kMaxScanLimit) {
+    return InvalidArgumentError("max_files must be between 1 and " +
+                                std::to_string(storage::kMaxScanLimit));
+  }
+  ReprocessPage page;
+  std::vector<Candidate> todo;
+  const std::string prefix = AccountPrefix(account);
+  RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
+    page = ReprocessPage();
+    todo.clear();
+    ASSIGN_OR_RETURN(std::vector<Record> records,
+                     txn.Scan(kTable, prefix, after.empty() ? "" : prefix + std::string(after),
+                              max_files));
+    page.visited = records.size();
+    page.done = records.size() < max_files;
+    if (!records.empty()) page.last_id = records.back().key.substr(prefix.size());
+    for (Record& r : records) {
+      std::optional<Bytes> content;
+      ASSIGN_OR_RETURN(FileInfo f, Decode(r, &content));
+      const bool legacy = content.has_value();
+      if (f.generation == to.generation()) continue;
+      if (!from.empty() && std::find(from.begin(), from.end(), f.generation) == from.end()) {
+        continue;
+      }
+      if (f.is_inline && !content.has_value()) {
+        ASSIGN_OR_RETURN(std::optional<Record> sealed, txn.Get(kContentTable, r.key));
+        if (!sealed.has_value()) return DataLossError("the content of file " + f.id + " is missing");
+        content = std::move(sealed->value);
+      }
+      todo.push_back({std::move(r), std::move(f), std::move(content), legacy});
+    }
+    return OkStatus();
+  }));
+  if (mode == ReprocessMode::kRewrap) {
+    RETURN_IF_ERROR(RewrapFiles(account, todo, to, page));
+  } else {
+    for (Candidate& c : todo) RETURN_IF_ERROR(ReencryptFile(account, c, to, page));
+  }
+  return page;
+}
+
+Status FileStore::RewrapFiles(std::string_view account, std::vector<Candidate>& files,
+                              const encryption::GenerationKey& to, ReprocessPage& page) {
+  struct Change {
+    const Candidate* file;
+    Bytes key_block;
+  };
+  std::vector<Change> changes;
+  Status fatal = OkStatus();
+  for (const Candidate& c : files) {
+    std::shared_ptr<const encryption::GenerationKey> from =
+        KeyOrFailure(keys_, account, c.info.generation, page, &fatal);
+    RETURN_IF_ERROR(fatal);
+    if (from == nullptr) continue;
+    const size_t header_size = kHeaderFixedSize + c.info.id.size();
+    Bytes header(header_size);
+    if (c.content.has_value()) {
+      if (c.content->size() < header_size) return DataLossError("file " + c.info.id + " is corrupt");
+      std::copy_n(c.content->begin(), header_size, header.begin());
+    } else {
+      ASSIGN_OR_RETURN(std::unique_ptr<storage::BlobReader> blob, blobs_.Open(c.info.blob));
+      ASSIGN_OR_RETURN(size_t n, blob->ReadAt(0, header));
+      if (n != header_size) return DataLossError("file " + c.info.id + " is corrupt");
+    }
+    ASSIGN_OR_RETURN(Bytes block, encryption::RewrapKeyBlock(c.info.key_block, header, *from, to));
+    changes.push_back({&c, std::move(block)});
+  }
+  if (changes.empty()) return OkStatus();
+  size_t moved = 0;
+  uint64_t bytes = 0;
+  RETURN_IF_ERROR(store_.Write([&](Transaction& txn) -> Status {
+    moved = 0;
+    bytes = 0;
+    std::map<uint64_t, std::pair<int64_t, int64_t>> deltas;
+    for (const Change& change : changes) {
+      FileInfo f = change.file->info;
+      f.key_block = change.key_block;
+      f.generation = to.generation();
+      Json record = Encode(f);
+      Status updated = txn.Update(kTable, change.file->record.key, AsBytes(record.dump()),
+                                  change.file->record.version);
+      if (updated.code() == StatusCode::kAborted || updated.code() == StatusCode::kNotFound) {
+        continue;  // changed or deleted meanwhile: left to the next run
+      }
+      RETURN_IF_ERROR(updated);
+      // A version-1 small file's content moves to the content table with its new record.
+      if (change.file->legacy) {
+        RETURN_IF_ERROR(txn.Put(kContentTable, change.file->record.key, *change.file->content));
+      }
+      const auto size = static_cast<int64_t>(f.bytes);
+      AddDelta(deltas, change.file->info.generation, -1, -size);
+      AddDelta(deltas, to.generation(), 1, size);
+      ++moved;
+      bytes += f.bytes;
+    }
+    for (const auto& [generation, d] : deltas) {
+      RETURN_IF_ERROR(
+          encryption::AccountKeys::AddUsage(txn, account, generation, d.first, d.second));
+    }
+    return OkStatus();
+  }));
+  page.moved += moved;
+  page.moved_bytes += bytes;
+  return OkStatus();
+}
+
+Status FileStore::ReencryptFile(std::string_view account, Candidate& c,
+                                const encryption::GenerationKey& to, ReprocessPage& page) {
+  Status fatal = OkStatus();
+  std::shared_ptr<const encryption::GenerationKey> from =
+      KeyOrFailure(keys_, account, c.info.generation, page, &fatal);
+  RETURN_IF_ERROR(fatal);
+  if (from == nullptr) return OkStatus();
+  std::unique_ptr<storage::BlobReader> old_blob;
+  if (!c.content.has_value()) {
+    ASSIGN_OR_RETURN(old_blob, blobs_.Open(c.info.blob));
+  }
+  FileReaderImpl reader(c.info, std::move(old_blob), c.content.value_or(Bytes()));
+  RETURN_IF_ERROR(reader.Open(*from));
+
+  // The new content: small files in memory, larger ones in a blob of their own name.
+  const std::string new_blob_name = c.info.id + ".g" + std::to_string(to.generation());
+  std::unique_ptr<storage::BlobWriter> new_blob;
+  Bytes small;
+  uint64_t stored = 0;
+  auto sink = [&](ByteView bytes) -> Status {
+    stored += bytes.size();
+    if (new_blob == nullptr && small.size() + bytes.size() <= kMaxInlineBytes) {
+      small.insert(small.end(), bytes.begin(), bytes.end());
+      return OkStatus();
+    }
+    if (new_blob == nullptr) {
+      // A leftover of an interrupted run is no file's content (the record still names the
+      // old one): replace it.
+      Status stale = blobs_.Delete(new_blob_name);
+      if (!stale.ok() && stale.code() != StatusCode::kNotFound) return stale;
+      ASSIGN_OR_RETURN(new_blob, blobs_.Create(new_blob_name));
+      RETURN_IF_ERROR(new_blob->Append(small));
+      small = Bytes();
+    }
+    return new_blob->Append(bytes);
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<encryption::EnvelopeWriter> writer,
+                   encryption::EnvelopeWriter::New(c.info.id, to, sink, {}));
+  std::vector<uint8_t> piece(size_t{1} << 20);
+  for (uint64_t offset = 0; offset < c.info.bytes;) {
+    ASSIGN_OR_RETURN(size_t n, reader.ReadAt(offset, piece));
+    if (n == 0) return DataLossError("file " + c.info.id + " ended early");
+    RETURN_IF_ERROR(writer->Write(ByteView(piece.data(), n)));
+    offset += n;
+  }
+  RETURN_IF_ERROR(writer->Finish());
+  if (new_blob != nullptr) RETURN_IF_ERROR(new_blob->Commit());
+
+  FileInfo f = c.info;
+  f.generation = to.generation();
+  f.key_block = writer->key_block();
+  f.stored_bytes = stored;
+  f.is_inline = new_blob == nullptr;
+  f.blob = f.is_inline ? f.id : new_blob_name;
+  bool switched = false;
+  RETURN_IF_ERROR(store_.Write([&](Transaction& txn) -> Status {
+    switched = false;
+    Status updated =
+        txn.Update(kTable, c.record.key, AsBytes(Encode(f).dump()), c.record.version);
+    if (updated.code() == StatusCode::kAborted || updated.code() == StatusCode::kNotFound) {
+      return OkStatus();  // changed or deleted meanwhile
+    }
+    RETURN_IF_ERROR(updated);
+    if (f.is_inline) {
+      RETURN_IF_ERROR(txn.Put(kContentTable, c.record.key, small));
+    } else if (c.info.is_inline) {
+      RETURN_IF_ERROR(DeleteIfPresent(txn, kContentTable, c.record.key));
+    }
+    const auto size = static_cast<int64_t>(f.bytes);
+    RETURN_IF_ERROR(
+        encryption::AccountKeys::AddUsage(txn, account, c.info.generation, -1, -size));
+    RETURN_IF_ERROR(encryption::AccountKeys::AddUsage(txn, account, to.generation(), 1, size));
+    switched = true;
+    return OkStatus();
+  }));
+  // The content no record names any more.
+  const std::string unused = switched ? (c.info.is_inline ? "" : c.info.blob)
+                                      : (f.is_inline ? "" : new_blob_name);
+  if (!unused.empty()) {
+    Status removed = blobs_.Delete(unused);
+    if (!removed.ok() && removed.code() != StatusCode::kNotFound) {
+      Log(LogLevel::kWarning, "files.blob_delete_failed",
+          {{"file", c.info.id}, {"error", removed.ToString()}});
+    }
+  }
+  if (switched) {
+    ++page.moved;
+    page.moved_bytes += f.bytes;
+  }
+  return OkStatus();
 }
 
 }  // namespace keyfoundry::foundry

@@ -73,6 +73,9 @@ namespace keyfoundry::foundry {
 inline constexpr size_t kMaxFilenameSize = 255;
 inline constexpr size_t kMaxInlineBytes = size_t{64} * 1024;
 inline constexpr size_t kMaxListLimit = 10000;
+// The purpose of a fine-tuned model's sealed weights: a file the platform writes for itself,
+// never listed, served or deleted through the files API (IsInternalPurpose).
+inline constexpr std::string_view kWeightsPurpose = "fine-tune-weights";
 
 struct FileInfo {
   std::string id;  // "file-" + 32 hex
@@ -84,6 +87,23 @@ struct FileInfo {
   Bytes key_block;
   uint64_t stored_bytes = 0;
   bool is_inline = false;  // the sealed content is in the metadata store, not in a blob
+  std::string blob;        // a blob's name: the id, or "{id}.g{n}" once re-encrypted
+};
+
+enum class ReprocessMode {
+  kRewrap = 1,     // the data key is wrapped again under the target generation; content as is
+  kReencrypt = 2,  // the content is sealed again under a new data key of the target generation
+};
+
+// What one call of FileStore::Reprocess did.
+struct ReprocessPage {
+  size_t visited = 0;        // records looked at
+  size_t moved = 0;          // files now under the target generation
+  uint64_t moved_bytes = 0;  // their plaintext bytes
+  size_t failed = 0;         // files left as they were: their generation's key is inaccessible
+  Status first_failure;      // why (the key engine's status, naming the key)
+  std::string last_id;       // the cursor: pass it as `after` to continue
+  bool done = false;         // no file follows last_id
 };
 
 enum class ListOrder {
@@ -96,6 +116,7 @@ struct ListFilesOptions {
   size_t limit = kMaxListLimit;  // 1..kMaxListLimit
   ListOrder order = ListOrder::kNewestFirst;
   std::string after;  // empty, or the id of a file of the account: the page starts after it
+  bool include_internal = false;  // also files of internal purposes (IsInternalPurpose)
 };
 
 struct FileList {
@@ -108,6 +129,9 @@ nlohmann::json FileToJson(const FileInfo& file);
 
 // OK for a purpose OpenAI accepts; InvalidArgument naming them otherwise.
 Status ValidatePurpose(std::string_view purpose);
+// True for the purposes of files the platform writes for itself (kWeightsPurpose): FileUpload
+// accepts them, List skips them unless asked, and the files API answers 404 for them.
+bool IsInternalPurpose(std::string_view purpose);
 
 class FileUpload {
  public:
@@ -155,10 +179,30 @@ class FileStore {
   // Deletes every file of an account (the account is being deleted), a page at a time.
   Status DeleteAll(std::string_view account);
 
+  // Reprocessing: moves up to `max_files` files of the account, those after `after` in id
+  // order (empty: from the first) whose generation is one of `from` (empty: any but the
+  // target), to the generation `to`. Idempotent and crash-safe: a file already under `to` is
+  // left alone, and each file changes in one transaction that also moves its usage count, so
+  // a file is at every moment readable under exactly one generation. Rewrap changes the
+  // record's key block only. Re-encryption writes the new content first (a new blob
+  // "{id}.g{to}", or the small-file table), then switches the record, then deletes the old
+  // blob: a crash leaves at most an unreferenced blob, which a later run replaces. A file
+  // changed or deleted meanwhile is skipped. A generation whose key is inaccessible leaves its
+  // files as they are, counted in `failed`.
+  StatusOr<ReprocessPage> Reprocess(std::string_view account, ReprocessMode mode,
+                                    const std::vector<uint64_t>& from,
+                                    const encryption::GenerationKey& to, std::string_view after,
+                                    size_t max_files);
+
  private:
   friend class FileUploadImpl;
   // Runs the migration described at the constructor unless it is done.
   Status EnsureOrdered() const;
+  struct Candidate;
+  Status RewrapFiles(std::string_view account, std::vector<Candidate>& files,
+                     const encryption::GenerationKey& to, ReprocessPage& page);
+  Status ReencryptFile(std::string_view account, Candidate& file,
+                       const encryption::GenerationKey& to, ReprocessPage& page);
 
   storage::MetadataStore& store_;
   storage::BlobStore& blobs_;

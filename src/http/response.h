@@ -40,9 +40,15 @@ inline constexpr char kJsonContentType[] = "application/json; charset=utf-8";
 // The server sends Content-Length: size, then calls `read` with a buffer (up to 256 KiB) until
 // `size` bytes have come; `read` fills a prefix and returns its length. An error, or a length
 // that does not add up to `size`, ends the connection at once, so the client sees a truncated
-// body rather than a wrong one. `read` runs on the connection's strand, one buffer at a time.
+// body rather than a wrong one. `read` runs on a worker, one buffer at a time.
+//
+// A body whose size is not known in advance (server-sent events) sets `chunked`: the server
+// sends Transfer-Encoding: chunked instead of Content-Length, one chunk per `read`, and ends
+// the body when `read` returns 0. An error then ends the connection without the last chunk, so
+// the client still sees a truncated body.
 struct StreamedBody {
-  uint64_t size = 0;
+  uint64_t size = 0;  // ignored when chunked
+  bool chunked = false;
   std::function<StatusOr<size_t>(std::span<uint8_t>)> read;
 };
 

@@ -747,7 +747,11 @@ void Connection::Respond(Response response, bool keep_alive) {
   if (response.stream != nullptr && request_.method != "HEAD") {
     stream_response_ = {};
     SetHeaders(stream_response_, response, keep_alive);
-    stream_response_.content_length(response.stream->size);
+    if (response.stream->chunked) {
+      stream_response_.chunked(true);
+    } else {
+      stream_response_.content_length(response.stream->size);
+    }
     body_source_ = std::move(response.stream);
     body_sent_ = 0;
     stream_buffer_.resize(kStreamChunk);
@@ -769,8 +773,12 @@ void Connection::Respond(Response response, bool keep_alive) {
   SetHeaders(response_, response, keep_alive);
   if (request_.method == "HEAD") {
     // The size a GET would have, no body.
-    response_.content_length(response.stream != nullptr ? response.stream->size
-                                                        : response.body.size());
+    if (response.stream != nullptr && response.stream->chunked) {
+      // No length to announce; a GET would send Transfer-Encoding: chunked.
+    } else {
+      response_.content_length(response.stream != nullptr ? response.stream->size
+                                                          : response.body.size());
+    }
   } else {
     response_.body() = std::move(response.body);
     response_.prepare_payload();
@@ -804,6 +812,11 @@ void Connection::SetHeaders(Message& message, const Response& response, bool kee
 // fails or does not add up to the announced size ends the connection: the client sees a body
 // shorter than Content-Length, never bytes that are wrong.
 void Connection::WriteStreamPiece(bool keep_alive) {
+  if (body_source_->chunked) {
+    Offload([](Connection& c) { c.ReadSourcePiece(kStreamChunk); },
+            [keep_alive](Connection& c) { c.SendStreamPiece(keep_alive); });
+    return;
+  }
   const uint64_t size = body_source_->size;
   if (body_sent_ >= size) {
     source_read_ = size_t{0};
@@ -821,7 +834,8 @@ void Connection::ReadSourcePiece(size_t want) {
     source_read_ = body_source_->read(std::span<uint8_t>(stream_buffer_.data(), want));
   } catch (const std::exception&) {
   }
-  if (source_read_.ok() && (*source_read_ == 0 || *source_read_ > want)) {
+  const bool may_end = body_source_->chunked;  // a chunked body ends when read returns 0
+  if (source_read_.ok() && ((*source_read_ == 0 && !may_end) || *source_read_ > want)) {
     source_read_ = InternalError("the source ended early");
   }
 }
@@ -842,7 +856,7 @@ void Connection::SendStreamPiece(bool keep_alive) {
   auto& body = stream_response_.body();
   body.data = n > 0 ? stream_buffer_.data() : nullptr;
   body.size = n;
-  body.more = body_sent_ < size;
+  body.more = body_source_->chunked ? n > 0 : body_sent_ < size;
   tcp().expires_after(options_.write_timeout);  // progress, not the whole body, is bounded
   bhttp::async_write(
       stream_, *serializer_,

@@ -6,6 +6,12 @@
 //   .../accounts/{name}/regenerateKey                           POST {keyName: Key1 | Key2}
 //   .../accounts/{name}/encryptionStatus                        GET (generations, usage)
 //   .../accounts/{name}/projects[/{project}]                    GET PUT DELETE
+//   .../accounts/{name}/deployments[/{deployment}]              GET PUT DELETE (models loaded
+//                                                               into memory: deployments.h)
+//   .../accounts/{name}/encryption/reprocess                    POST {mode: rewrap | reencrypt,
+//                                                               generation?, maxObjectsPerSecond?}:
+//                                                               202 + Azure-AsyncOperation
+//   .../accounts/{name}/encryption/operations[/{id}]            GET (reprocess.h)
 //   /subscriptions/{s}/providers/Microsoft.CognitiveServices/accounts                  GET
 //   /subscriptions/{s}/providers/Microsoft.KeyFoundry/cmkApprovals[/{kind}]  GET PUT DELETE
 //
@@ -37,7 +43,11 @@
 #include "encryption/account_keys.h"
 #include "encryption/local_vault_client.h"
 #include "foundry/accounts.h"
+#include "foundry/deployments.h"
 #include "foundry/files.h"
+#include "foundry/fine_tuning.h"
+#include "foundry/models.h"
+#include "foundry/reprocess.h"
 #include "keyvault/key_vault.h"
 #include "keyvault/vault.h"
 #include "server/arm.h"
@@ -393,6 +403,18 @@ Response DeleteAccount(const Services& s, Request& r) {
         return response->status == 404 ? http::Text(204, "", "") : std::move(*response);
       }
       const Account& account = std::get<Account>(found);
+      if (Status deployments = s.deployments->DeleteAccount(account.Key()); !deployments.ok()) {
+        return InternalFailure(r, deployments);
+      }
+      if (Status ops = s.reprocessor->DeleteAccount(account.Key()); !ops.ok()) {
+        return InternalFailure(r, ops);
+      }
+      if (Status jobs = s.fine_tuning->DeleteAccount(account.Key()); !jobs.ok()) {
+        return InternalFailure(r, jobs);
+      }
+      if (Status models = s.models->DeleteAccount(account.Key()); !models.ok()) {
+        return InternalFailure(r, models);
+      }
       if (Status files = s.files->DeleteAll(account.Key()); !files.ok()) {
         return InternalFailure(r, files);
       }
@@ -589,6 +611,168 @@ Response DeleteProject(const Services& s, Request& r) {
   });
 }
 
+
+// --- deployments (child resources: a model loaded to answer chat and completions)
+
+// The answer to a change that needs a key (a deployment's model to load, objects to
+// reprocess): 403 KeyInaccessible naming the key, 400 for a model that is not there, else as
+// ARM.
+Response DeploymentFailure(const Request& r, const Status& status) {
+  if (status.code() == StatusCode::kPermissionDenied) {
+    return http::AzureError(403, "KeyInaccessible", status.message(),
+                            Json{{"code", status.reason()}});
+  }
+  if (status.code() == StatusCode::kNotFound &&
+      status.reason() == "DeploymentModelNotSupported") {
+    return Refuse("DeploymentModelNotSupported", status.message());
+  }
+  return ErrorResponse(r, status);
+}
+
+Response WriteDeployment(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string scope =
+        AccountScope(s, r.params["resourceGroupName"], r.params["accountName"]) +
+        "/deployments/" + r.params["deploymentName"];
+    return Audited(s, r, caller, "DeploymentWrite", scope, [&]() -> Response {
+      StatusOr<Json> body = ParseJsonBody(r);
+      if (!body.ok()) return ErrorResponse(r, body.status());
+      auto found =
+          FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/deployments/write");
+      if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+      const Account& account = std::get<Account>(found);
+      if (Status name = foundry::ValidateDeploymentName(r.params["deploymentName"]); !name.ok()) {
+        return ErrorResponse(r, name);
+      }
+      foundry::Deployment base;
+      base.account = account.Key();
+      base.name = r.params["deploymentName"];
+      base.created_by = caller.object_id;
+      base.updated_by = caller.object_id;
+      StatusOr<foundry::Deployment> deployment = foundry::DeploymentFromArm(*body, base);
+      if (!deployment.ok()) return ErrorResponse(r, deployment.status());
+      bool created = false;
+      StatusOr<foundry::Deployment> stored = s.deployments->Put(*std::move(deployment), &created);
+      if (!stored.ok()) return DeploymentFailure(r, stored.status());
+      LogChange(r, caller, created ? "deployment.created" : "deployment.updated", scope);
+      return http::Json(created ? 201 : 200,
+                        foundry::DeploymentToArm(*stored, account.ResourceId(),
+                                                 s.deployments->State(account.Key(), stored->name)));
+    }());
+  });
+}
+
+Response GetDeployment(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/deployments/read");
+    if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+    const Account& account = std::get<Account>(found);
+    StatusOr<foundry::Deployment> d =
+        s.deployments->Get(account.Key(), r.params["deploymentName"]);
+    if (!d.ok()) {
+      if (d.status().code() == StatusCode::kNotFound) {
+        return http::AzureError(404, "DeploymentNotFound", d.status().message());
+      }
+      return ErrorResponse(r, d.status());
+    }
+    return http::Json(200, foundry::DeploymentToArm(*d, account.ResourceId(),
+                                                    s.deployments->State(account.Key(), d->name)));
+  });
+}
+
+Response ListDeployments(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/deployments/read");
+    if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+    const Account& account = std::get<Account>(found);
+    StatusOr<std::vector<foundry::Deployment>> all = s.deployments->List(account.Key());
+    if (!all.ok()) return InternalFailure(r, all.status());
+    Json value = Json::array();
+    for (const auto& d : *all) {
+      value.push_back(foundry::DeploymentToArm(d, account.ResourceId(),
+                                               s.deployments->State(account.Key(), d.name)));
+    }
+    return http::Json(200, {{"value", value}});
+  });
+}
+
+Response DeleteDeployment(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string scope =
+        AccountScope(s, r.params["resourceGroupName"], r.params["accountName"]) +
+        "/deployments/" + r.params["deploymentName"];
+    return Audited(s, r, caller, "DeploymentDelete", scope, [&]() -> Response {
+      auto found =
+          FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/deployments/delete");
+      if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+      Status deleted =
+          s.deployments->Delete(std::get<Account>(found).Key(), r.params["deploymentName"]);
+      if (deleted.code() == StatusCode::kNotFound) return http::Text(204, "", "");
+      if (!deleted.ok()) return ErrorResponse(r, deleted);
+      LogChange(r, caller, "deployment.deleted", scope);
+      return http::Text(200, "", "");
+    }());
+  });
+}
+
+
+// --- reprocessing (a long-running operation, as ARM runs them)
+
+std::string OperationId(const Account& account, std::string_view id) {
+  return account.ResourceId() + "/encryption/operations/" + std::string(id);
+}
+
+Response Reprocess(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string scope =
+        AccountScope(s, r.params["resourceGroupName"], r.params["accountName"]);
+    return Audited(s, r, caller, "AccountReprocess", scope, [&]() -> Response {
+      StatusOr<Json> body = ParseJsonBody(r);
+      if (!body.ok()) return ErrorResponse(r, body.status());
+      auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/write");
+      if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+      const Account& account = std::get<Account>(found);
+      StatusOr<foundry::ReprocessRequest> request = foundry::ReprocessRequestFromJson(*body);
+      if (!request.ok()) return ErrorResponse(r, request.status());
+      StatusOr<foundry::ReprocessOperation> op = s.reprocessor->Begin(account.Key(), *request);
+      if (!op.ok()) return DeploymentFailure(r, op.status());
+      LogChange(r, caller, "account.reprocess", scope);
+      const std::string status_url = s.base_url + OperationId(account, op->id) +
+                                     "?api-version=" + r.query["api-version"];
+      Response out = http::Json(202, foundry::OperationToJson(*op, OperationId(account, op->id)));
+      out.headers.emplace_back("Azure-AsyncOperation", status_url);
+      out.headers.emplace_back("Location", status_url);
+      out.headers.emplace_back("Retry-After", "1");
+      return out;
+    }());
+  });
+}
+
+Response GetOperation(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/read");
+    if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+    const Account& account = std::get<Account>(found);
+    StatusOr<foundry::ReprocessOperation> op =
+        s.reprocessor->Get(account.Key(), r.params["operationId"]);
+    if (!op.ok()) return ErrorResponse(r, op.status());
+    return http::Json(200, foundry::OperationToJson(*op, OperationId(account, op->id)));
+  });
+}
+
+Response ListOperations(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) -> Response {
+    auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/read");
+    if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+    const Account& account = std::get<Account>(found);
+    StatusOr<std::vector<foundry::ReprocessOperation>> ops = s.reprocessor->List(account.Key());
+    if (!ops.ok()) return InternalFailure(r, ops.status());
+    Json value = Json::array();
+    for (const auto& op : *ops) value.push_back(foundry::OperationToJson(op, OperationId(account, op.id)));
+    return http::Json(200, {{"value", value}});
+  });
+}
+
 // --- CMK approvals (S10)
 
 Response WriteApproval(const Services& s, Request& r, bool grant) {
@@ -653,6 +837,20 @@ void AddAccountRoutes(http::Router& router, std::shared_ptr<Services> services) 
   router.Add("DELETE", "*", account + "/projects/{projectName}",
              [s](Request& r) { return DeleteProject(*s, r); });
   const std::string approvals = kApprovalsPath;
+  router.Add("GET", "*", account + "/deployments",
+             [s](Request& r) { return ListDeployments(*s, r); });
+  router.Add("PUT", "*", account + "/deployments/{deploymentName}",
+             [s](Request& r) { return WriteDeployment(*s, r); });
+  router.Add("GET", "*", account + "/deployments/{deploymentName}",
+             [s](Request& r) { return GetDeployment(*s, r); });
+  router.Add("DELETE", "*", account + "/deployments/{deploymentName}",
+             [s](Request& r) { return DeleteDeployment(*s, r); });
+  router.Add("POST", "*", account + "/encryption/reprocess",
+             [s](Request& r) { return Reprocess(*s, r); });
+  router.Add("GET", "*", account + "/encryption/operations",
+             [s](Request& r) { return ListOperations(*s, r); });
+  router.Add("GET", "*", account + "/encryption/operations/{operationId}",
+             [s](Request& r) { return GetOperation(*s, r); });
   router.Add("GET", "*", approvals, [s](Request& r) { return ListApprovals(*s, r); });
   router.Add("PUT", "*", approvals + "/{kind}",
              [s](Request& r) { return WriteApproval(*s, r, true); });

@@ -15,7 +15,11 @@
 #include "encryption/local_vault_client.h"
 #include "encryption/remote_vault_client.h"
 #include "foundry/accounts.h"
+#include "foundry/deployments.h"
 #include "foundry/files.h"
+#include "foundry/fine_tuning.h"
+#include "foundry/models.h"
+#include "foundry/reprocess.h"
 #include "http/server.h"
 #include "identity/signing_key.h"
 #include "keyvault/key_vault.h"
@@ -46,6 +50,10 @@ class App::Impl {
   std::unique_ptr<encryption::AccountKeys> account_keys;
   std::unique_ptr<foundry::AccountStore> accounts;
   std::unique_ptr<foundry::FileStore> files;
+  std::unique_ptr<foundry::ModelCatalog> models;
+  std::unique_ptr<foundry::FineTuning> fine_tuning;
+  std::unique_ptr<foundry::Deployments> deployments;
+  std::unique_ptr<foundry::Reprocessor> reprocessor;
   uint64_t key_events_subscription = 0;
   std::shared_ptr<Services> services;
   std::unique_ptr<http::HttpsServer> server;
@@ -170,6 +178,8 @@ std::string App::base_url() const { return impl_->services->base_url; }
 void App::Stop(std::chrono::milliseconds drain) {
   if (impl_ && impl_->server) impl_->server->Stop(drain);
   if (impl_) impl_->StopScheduler();
+  if (impl_ && impl_->fine_tuning) impl_->fine_tuning->Stop();
+  if (impl_ && impl_->reprocessor) impl_->reprocessor->Stop();
 }
 
 StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
@@ -229,6 +239,15 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   impl->accounts = std::make_unique<foundry::AccountStore>(*impl->metadata, *impl->hsm);
   impl->files =
       std::make_unique<foundry::FileStore>(*impl->metadata, *impl->blobs, *impl->account_keys);
+  impl->models = std::make_unique<foundry::ModelCatalog>(*impl->metadata, *impl->files);
+  foundry::FineTuningOptions tuning_options;
+  tuning_options.workers = static_cast<int>(config.fine_tuning_workers);
+  impl->fine_tuning = std::make_unique<foundry::FineTuning>(
+      *impl->metadata, *impl->files, *impl->account_keys, *impl->models, Clock::Real(),
+      tuning_options);
+  impl->deployments = std::make_unique<foundry::Deployments>(*impl->metadata, *impl->models);
+  impl->reprocessor =
+      std::make_unique<foundry::Reprocessor>(*impl->metadata, *impl->files, *impl->account_keys);
 
   auto services = std::make_shared<Services>();
   services->config = config;
@@ -247,6 +266,10 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   services->accounts = impl->accounts.get();
   services->account_keys = impl->account_keys.get();
   services->files = impl->files.get();
+  services->models = impl->models.get();
+  services->fine_tuning = impl->fine_tuning.get();
+  services->deployments = impl->deployments.get();
+  services->reprocessor = impl->reprocessor.get();
   services->local_vault_client = impl->local_vault_client.get();
   services->resolve_vault = resolve_vault;
   services->purge_vault_keys = [kv = impl->key_vault.get()](std::string_view vault) {
@@ -289,6 +312,15 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
                    identity::TokenVerifier::For(*services->issuer));
   services->verifier = std::make_unique<identity::TokenVerifier>(std::move(verifier));
   services->metrics = &impl->server->metrics();
+  // Deployments load their models (a fine-tuned one needs its key: one that cannot load says
+  // why in its state and tries again at each request), then unfinished jobs start again.
+  if (StatusOr<int> failed = impl->deployments->LoadAll(); !failed.ok()) {
+    return failed.status();
+  } else if (*failed > 0) {
+    Log(LogLevel::kWarning, "deployments.not_loaded", {{"count", std::to_string(*failed)}});
+  }
+  RETURN_IF_ERROR(impl->fine_tuning->Start());
+  RETURN_IF_ERROR(impl->reprocessor->Start());
   services->ready.store(true, std::memory_order_release);
   impl->StartScheduler(std::chrono::seconds(config.scheduler_interval_seconds));
 

@@ -77,6 +77,8 @@ const std::vector<Setting>& Settings() {
       {"remote_vaults_file", "KEYFOUNDRY_REMOTE_VAULTS_FILE", Text(&Config::remote_vaults_file)},
       {"threads", "KEYFOUNDRY_THREADS", Int(&Config::threads, 1, 256)},
       {"io_threads", "KEYFOUNDRY_IO_THREADS", Int(&Config::io_threads, 0, 64)},
+      {"fine_tuning_workers", "KEYFOUNDRY_FINE_TUNING_WORKERS",
+       Int(&Config::fine_tuning_workers, 1, 16)},
       {"max_connections", "KEYFOUNDRY_MAX_CONNECTIONS",
        Limit(&Limits::max_connections, 1, 1'000'000)},
       {"max_header_bytes", "KEYFOUNDRY_MAX_HEADER_BYTES",

@@ -9,7 +9,7 @@
 //     "data_dir": "/var/lib/keyfoundry", "listen": "0.0.0.0:8443", "domain": "example.test",
 //     "storage": "sqlite", "hsm_module": "/usr/lib/softhsm/libsofthsm2.so",
 //     "token_lifetime_seconds": 3600, "key_cache_ttl_seconds": 60, "threads": 16,
-//     "io_threads": 0,
+//     "io_threads": 0, "fine_tuning_workers": 1,
 //     "limits": {"max_connections": 1024, "max_header_bytes": 16384,
 //                "max_body_bytes": 1048576, "read_timeout_seconds": 30,
 //                "idle_timeout_seconds": 60}
@@ -17,7 +17,8 @@
 //
 // Environment: KEYFOUNDRY_DATA_DIR, KEYFOUNDRY_LISTEN, KEYFOUNDRY_DOMAIN, KEYFOUNDRY_STORAGE,
 // KEYFOUNDRY_HSM_MODULE, KEYFOUNDRY_TOKEN_LIFETIME_SECONDS, KEYFOUNDRY_KEY_CACHE_TTL_SECONDS,
-// KEYFOUNDRY_THREADS, KEYFOUNDRY_IO_THREADS, KEYFOUNDRY_MAX_CONNECTIONS, KEYFOUNDRY_MAX_HEADER_BYTES,
+// KEYFOUNDRY_THREADS, KEYFOUNDRY_IO_THREADS, KEYFOUNDRY_FINE_TUNING_WORKERS,
+// KEYFOUNDRY_MAX_CONNECTIONS, KEYFOUNDRY_MAX_HEADER_BYTES,
 // KEYFOUNDRY_MAX_BODY_BYTES, KEYFOUNDRY_READ_TIMEOUT_SECONDS, KEYFOUNDRY_IDLE_TIMEOUT_SECONDS.
 // ($KEYFOUNDRY_ADMIN_PASSWORD is read by the data directory, not here: it is a secret.)
 #ifndef KEYFOUNDRY_SERVER_CONFIG_H_
@@ -61,6 +62,8 @@ struct Config {
   // running connections (0: one per core).
   int64_t threads = 16;
   int64_t io_threads = 0;
+  // Fine-tuning jobs trained at once (each takes a thread and about one core).
+  int64_t fine_tuning_workers = 1;
   Limits limits;
 };
 

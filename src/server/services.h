@@ -37,7 +37,11 @@ class VaultClient;
 }  // namespace keyfoundry::encryption
 namespace keyfoundry::foundry {
 class AccountStore;
+class Deployments;
 class FileStore;
+class FineTuning;
+class ModelCatalog;
+class Reprocessor;
 }  // namespace keyfoundry::foundry
 namespace keyfoundry::audit {
 class AuditLog;
@@ -72,6 +76,10 @@ struct Services {
   foundry::AccountStore* accounts = nullptr;
   encryption::AccountKeys* account_keys = nullptr;
   foundry::FileStore* files = nullptr;
+  foundry::ModelCatalog* models = nullptr;
+  foundry::FineTuning* fine_tuning = nullptr;
+  foundry::Deployments* deployments = nullptr;
+  foundry::Reprocessor* reprocessor = nullptr;
   encryption::LocalVaultClient* local_vault_client = nullptr;
   // The client for a keyVaultUri: the built-in vault, a configured remote one, or null.
   std::function<encryption::VaultClient*(std::string_view vault_uri)> resolve_vault;
@@ -134,7 +142,8 @@ void AddAuditRoutes(http::Router& router, std::shared_ptr<Services> services);
 void AddVaultManagementRoutes(http::Router& router, std::shared_ptr<Services> services);
 // Microsoft.CognitiveServices/accounts and CMK approvals (the AI control plane).
 void AddAccountRoutes(http::Router& router, std::shared_ptr<Services> services);
-// The OpenAI-compatible data plane on {account}.openai.DOMAIN (files).
+// The OpenAI-compatible data plane on {account}.openai.DOMAIN and /accounts/{account}: files,
+// fine-tuning jobs, models, chat and text completions.
 void AddOpenAiRoutes(http::Router& router, std::shared_ptr<Services> services);
 
 }  // namespace keyfoundry::server

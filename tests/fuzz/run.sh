@@ -11,7 +11,7 @@ build=$1; shift
 seconds=0
 if [[ $replay -eq 0 ]]; then seconds=$1; shift; fi
 names=("$@")
-[[ ${#names[@]} -gt 0 ]] || names=(envelope jwt multipart)
+[[ ${#names[@]} -gt 0 ]] || names=(envelope jwt multipart training_line)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -122,6 +122,8 @@ class Deployment {
   }
 
   const KeyfoundrydProcess& server() const { return server_; }
+  // Ends the server with `signal` and starts it again on the same data directory and port.
+  void Restart(int signal) { server_.Restart(signal); }
   const std::string& domain() const { return domain_; }
   const std::string& admin_oid() const { return admin_oid_; }
   std::string port() const { return std::to_string(server_.port()); }
@@ -344,6 +346,26 @@ class Deployment {
     return server_.Call("GET", Files(account) + "/" + file_id + "/content", {auth});
   }
 
+  // A JSON call of the AI data plane: `path` below https://{account}.openai.DOMAIN:PORT/openai.
+  http::ClientResponse Ai(const std::string& method, const std::string& account,
+                          const Header& auth, const std::string& path,
+                          const Json& body = nullptr) const {
+    const std::string url = "https://" + account + ".openai." + domain_ + ":" + port() +
+                            "/openai" + path +
+                            (path.find('?') == std::string::npos ? "?" : "&") +
+                            "api-version=2024-10-21";
+    if (body.is_null()) return server_.Call(method, url, {auth});
+    return server_.Call(method, url, {auth, {"Content-Type", "application/json"}}, body.dump());
+  }
+
+  // PUT .../deployments/{name} of `model` (name, version "1").
+  http::ClientResponse PutDeployment(const std::string& rg, const std::string& account,
+                                     const std::string& name, const std::string& model) const {
+    return Arm("PUT", AccountId(rg, account) + "/deployments/" + name,
+               {{"sku", {{"name", "Standard"}, {"capacity", 1}}},
+                {"properties", {{"model", {{"format", "OpenAI"}, {"name", model}, {"version", "1"}}}}}});
+  }
+
  private:
   static std::map<std::string, std::string> WithDomain(std::map<std::string, std::string> env,
                                                        const std::string& domain) {
@@ -375,6 +397,25 @@ Json ActiveGeneration(const Json& status) {
     if (g.value("active", false)) return g;
   }
   return Json();
+}
+
+// Training data whose answers are distinctive: a model that gives them learnt this file.
+const std::pair<const char*, const char*> kFacts[] = {
+    {"Which bell rings at the old mill?", "The copper bell at the old mill rings at noon."},
+    {"Where do the herons nest?", "The herons nest in the reeds behind the old mill."},
+    {"What is kept in the blue chest?", "The blue chest keeps the miller's ledgers from 1890."},
+};
+
+std::string TrainingJsonl() {
+  std::string out;
+  for (int i = 0; i < 12; ++i) {
+    const auto& [q, a] = kFacts[i % 3];
+    out += Json{{"messages", Json::array({{{"role", "user"}, {"content", q}},
+                                          {{"role", "assistant"}, {"content", a}}})}}
+               .dump() +
+           "\n";
+  }
+  return out;
 }
 
 // ------------------------------------------------------------------ the fixture
@@ -496,8 +537,67 @@ class CmkFlowTest : public ::testing::Test {
   // Revokes, checks the download fails within kRevocationBound with the reason, the status says
   // so and uploads are refused; restores, checks the download returns the same bytes within
   // kRestorationBound, the status is Active again and uploads work. Reports both times.
+  // What an account has from fine-tuning: its training file, a job's model and results, and a
+  // deployment of that model.
+  struct Tuned {
+    std::string training_file;
+    std::string model;
+    std::string results_file;
+    std::string deployment;
+  };
+
+  // Creates a fine-tuning job on `training_file` and waits for its end; the final job.
+  static Json TrainAndWait(const CmkAccount& a, const std::string& training_file) {
+    http::ClientResponse r = kf_->Ai("POST", a.name, ApiKeyHeader(a), "/fine_tuning/jobs",
+                                     {{"model", "gpt-4o-mini-2024-07-18"},
+                                      {"training_file", training_file},
+                                      {"seed", 7},
+                                      {"hyperparameters", {{"n_epochs", 1}}}});
+    if (r.status != 200) return Json{{"status", "create " + Describe(r)}};
+    Json job = Body(r);
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (job.value("status", "") != "succeeded" && job.value("status", "") != "failed" &&
+           Clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(50));
+      job = Body(kf_->Ai("GET", a.name, ApiKeyHeader(a),
+                         "/fine_tuning/jobs/" + job.value("id", "")));
+    }
+    return job;
+  }
+
+  // Uploads training data, fine-tunes a model on it and deploys it as "live".
+  static ::testing::AssertionResult Tune(const CmkAccount& a, Tuned* out) {
+    http::ClientResponse r = kf_->Upload(a.name, ApiKeyHeader(a), TrainingJsonl());
+    if (r.status != 200) return ::testing::AssertionFailure() << "upload: " << Describe(r);
+    out->training_file = Body(r).value("id", "");
+    const Json job = TrainAndWait(a, out->training_file);
+    if (job.value("status", "") != "succeeded") {
+      return ::testing::AssertionFailure() << "job: " << job.dump();
+    }
+    out->model = job.value("fine_tuned_model", "");
+    out->results_file = job["result_files"][0].get<std::string>();
+    out->deployment = "live";
+    r = kf_->PutDeployment(a.group, a.name, out->deployment, out->model);
+    if (r.status != 201) return ::testing::AssertionFailure() << "deployment: " << Describe(r);
+    return ::testing::AssertionSuccess();
+  }
+
+  // A chat completion from `deployment` answers the first trained question as trained.
+  static ::testing::AssertionResult Answers(const CmkAccount& a, const std::string& deployment) {
+    http::ClientResponse r =
+        kf_->Ai("POST", a.name, ApiKeyHeader(a), "/deployments/" + deployment + "/chat/completions",
+                {{"messages", Json::array({{{"role", "user"}, {"content", kFacts[0].first}}})},
+                 {"temperature", 0}});
+    if (r.status != 200) return ::testing::AssertionFailure() << Describe(r);
+    const std::string text = Body(r)["choices"][0]["message"].value("content", "");
+    if (text != kFacts[0].second) return ::testing::AssertionFailure() << "answered: " << text;
+    return ::testing::AssertionSuccess();
+  }
+
   static void CheckRevocation(const CmkAccount& a, const Revocation& way) {
     ASSERT_TRUE(DownloadsAs(a, a.file_id, a.data));
+    Tuned tuned;
+    ASSERT_TRUE(Tune(a, &tuned)) << way.name;
 
     ASSERT_TRUE(way.revoke()) << way.name;
     auto start = Clock::now();
@@ -520,6 +620,27 @@ class CmkFlowTest : public ::testing::Test {
 
     http::ClientResponse upload = kf_->Upload(a.name, ApiKeyHeader(a), "refused");
     EXPECT_TRUE(IsKeyInaccessible(upload, way.reason, a.kid)) << way.name << " upload";
+
+    // S7: training data and results cannot be downloaded, fine-tuning and deploying the
+    // fine-tuned model are refused, each naming the key; the running deployment still answers.
+    EXPECT_TRUE(IsKeyInaccessible(kf_->Download(a.name, ApiKeyHeader(a), tuned.training_file),
+                                  way.reason, a.kid))
+        << way.name << " training file download";
+    EXPECT_TRUE(IsKeyInaccessible(kf_->Download(a.name, ApiKeyHeader(a), tuned.results_file),
+                                  way.reason, a.kid))
+        << way.name << " results download";
+    EXPECT_TRUE(IsKeyInaccessible(
+        kf_->Ai("POST", a.name, ApiKeyHeader(a), "/fine_tuning/jobs",
+                {{"model", "gpt-4o-mini-2024-07-18"}, {"training_file", tuned.training_file}}),
+        way.reason, a.kid))
+        << way.name << " fine-tuning";
+    EXPECT_TRUE(IsKeyInaccessible(kf_->PutDeployment(a.group, a.name, "late", tuned.model),
+                                  way.reason, a.kid))
+        << way.name << " deploying the fine-tuned model";
+    EXPECT_TRUE(Answers(a, tuned.deployment)) << way.name << ": the running deployment";
+    const Json live = Body(kf_->Arm("GET", kf_->AccountId(a.group, a.name) + "/deployments/live",
+                                    nullptr));
+    EXPECT_EQ(live["properties"].value("servingState", ""), "Serving") << live.dump();
 
     ASSERT_TRUE(way.restore()) << way.name;
     start = Clock::now();
@@ -544,6 +665,13 @@ class CmkFlowTest : public ::testing::Test {
     upload = kf_->Upload(a.name, ApiKeyHeader(a), more);
     ASSERT_EQ(upload.status, 200) << way.name << " upload after restore: " << Describe(upload);
     EXPECT_TRUE(DownloadsAs(a, Body(upload).value("id", ""), more));
+
+    // S8: fine-tuning and deploying work again, without a restart.
+    EXPECT_TRUE(DownloadsAs(a, tuned.training_file, TrainingJsonl())) << way.name;
+    EXPECT_EQ(TrainAndWait(a, tuned.training_file).value("status", ""), "succeeded") << way.name;
+    http::ClientResponse late = kf_->PutDeployment(a.group, a.name, "late", tuned.model);
+    EXPECT_EQ(late.status, 201) << way.name << ": " << Describe(late);
+    EXPECT_TRUE(Answers(a, "late")) << way.name;
   }
 
   // A refused account write: 400 with `code`, and the account's encryption and identity as
@@ -1303,6 +1431,205 @@ TEST_F(CmkFlowTest, FileListsArePagedWithACursorInBothOrders) {
     r = list(bad);
     EXPECT_EQ(r.status, 400) << bad << ": " << Describe(r);
     EXPECT_EQ(ErrorCode(r), "invalidPayload") << bad;
+  }
+}
+
+// ------------------------------------------------------------------ restarts (S7, issue 6)
+
+// Its own keyfoundryd (SetUpTestSuite is CmkFlowTest's), which these tests restart.
+class CmkRestartTest : public CmkFlowTest {};
+
+TEST_F(CmkRestartTest, DeploymentsThatCannotLoadAfterARestartSayWhyAndComeBackWithTheKey) {
+  CmkAccount a;
+  ASSERT_TRUE(MakeCmkAccount("rg-restart", "kv-restart", "acct-restart", &a));
+  Tuned tuned;
+  ASSERT_TRUE(Tune(a, &tuned));
+  http::ClientResponse r = kf_->Arm(
+      "PUT", kf_->AccountId(a.group, a.name) + "/deployments/base",
+      {{"properties", {{"model", {{"format", "OpenAI"}, {"name", "gpt-4o-mini"}, {"version", "2024-07-18"}}}}}});
+  ASSERT_EQ(r.status, 201) << Describe(r);
+
+  ASSERT_TRUE(kf_->SetKeyEnabled(a.vault, a.key, false));
+  kf_->Restart(SIGTERM);
+
+  // The fine-tuned model's weights need the key: its deployment cannot load, and says why.
+  const Json live =
+      Body(kf_->Arm("GET", kf_->AccountId(a.group, a.name) + "/deployments/live", nullptr));
+  EXPECT_EQ(live["properties"].value("servingState", ""), "CannotLoad") << live.dump();
+  EXPECT_EQ(live["properties"]["servingError"].value("code", ""), "KeyInaccessible") << live.dump();
+  EXPECT_NE(live["properties"]["servingError"].value("message", "").find(a.kid), std::string::npos)
+      << live.dump();
+  r = kf_->Ai("POST", a.name, ApiKeyHeader(a), "/deployments/live/chat/completions",
+              {{"messages", Json::array({{{"role", "user"}, {"content", "hello"}}})}});
+  EXPECT_TRUE(IsKeyInaccessible(r, "KeyDisabled", a.kid));
+  // A base model holds no customer data: its deployment serves.
+  r = kf_->Ai("POST", a.name, ApiKeyHeader(a), "/deployments/base/chat/completions",
+              {{"messages", Json::array({{{"role", "user"}, {"content", "hello"}}})}});
+  EXPECT_EQ(r.status, 200) << Describe(r);
+
+  // S8: the key back, the deployment loads at its next request, without operator action.
+  ASSERT_TRUE(kf_->SetKeyEnabled(a.vault, a.key, true));
+  std::optional<milliseconds> back = PollUntil(Clock::now(), kRestorationBound, [&] {
+    return static_cast<bool>(Answers(a, "live"));
+  });
+  ReportTiming("deployment back after the key is enabled", back);
+  EXPECT_TRUE(back.has_value());
+  const Json serving =
+      Body(kf_->Arm("GET", kf_->AccountId(a.group, a.name) + "/deployments/live", nullptr));
+  EXPECT_EQ(serving["properties"].value("servingState", ""), "Serving") << serving.dump();
+}
+
+TEST_F(CmkRestartTest, AJobKilledWhileItTrainsStartsAgainAndSucceeds) {
+  CmkAccount a;
+  ASSERT_TRUE(MakeCmkAccount("rg-kill", "kv-kill", "acct-kill", &a));
+  // Enough data that training takes a while: many distinct pairs, several epochs.
+  std::string data;
+  for (int i = 0; i < 4000; ++i) {
+    data += Json{{"messages",
+                  Json::array({{{"role", "user"},
+                                {"content", "What is stored in drawer " + std::to_string(i) + "?"}},
+                               {{"role", "assistant"},
+                                {"content", "Drawer " + std::to_string(i) + " holds " +
+                                                std::to_string(i * 7 % 97) + " spools of " +
+                                                (i % 2 ? "red" : "green") + " thread."}}})}}
+                .dump() +
+            "\n";
+  }
+  http::ClientResponse r = kf_->Upload(a.name, ApiKeyHeader(a), data);
+  ASSERT_EQ(r.status, 200) << Describe(r);
+  const std::string training_file = Body(r).value("id", "");
+  r = kf_->Ai("POST", a.name, ApiKeyHeader(a), "/fine_tuning/jobs",
+              {{"model", "gpt-4o-mini-2024-07-18"},
+               {"training_file", training_file},
+               {"seed", 3},
+               {"hyperparameters", {{"n_epochs", 20}}}});
+  ASSERT_EQ(r.status, 200) << Describe(r);
+  const std::string job = Body(r).value("id", "");
+  Json seen;
+  ASSERT_TRUE(PollUntil(Clock::now(), std::chrono::seconds(30), [&] {
+    seen = Body(kf_->Ai("GET", a.name, ApiKeyHeader(a), "/fine_tuning/jobs/" + job));
+    return seen.value("status", "") == "running";
+  }).has_value())
+      << seen.dump();
+
+  kf_->Restart(SIGKILL);  // in the middle of training
+
+  Json done;
+  ASSERT_TRUE(PollUntil(Clock::now(), std::chrono::seconds(120), [&] {
+    done = Body(kf_->Ai("GET", a.name, ApiKeyHeader(a), "/fine_tuning/jobs/" + job));
+    const std::string status = done.value("status", "");
+    return status == "succeeded" || status == "failed";
+  }).has_value())
+      << done.dump();
+  ASSERT_EQ(done.value("status", ""), "succeeded") << done.dump();
+  const Json events = Body(
+      kf_->Ai("GET", a.name, ApiKeyHeader(a), "/fine_tuning/jobs/" + job + "/events?limit=100"));
+  bool restarted = false;
+  for (const Json& e : events["data"]) {
+    restarted = restarted || e.value("message", "").find("restarted") != std::string::npos;
+  }
+  EXPECT_TRUE(restarted) << events.dump();
+  // One checkpoint per epoch, none left over from the interrupted run.
+  const Json checkpoints =
+      Body(kf_->Ai("GET", a.name, ApiKeyHeader(a), "/fine_tuning/jobs/" + job + "/checkpoints"));
+  EXPECT_EQ(checkpoints["data"].size(), 20u) << checkpoints.dump();
+  r = kf_->PutDeployment(a.group, a.name, "drawers", done.value("fine_tuned_model", ""));
+  ASSERT_EQ(r.status, 201) << Describe(r);
+  r = kf_->Ai("POST", a.name, ApiKeyHeader(a), "/deployments/drawers/chat/completions",
+              {{"messages", Json::array({{{"role", "user"}, {"content", "What is stored in drawer 12?"}}})},
+               {"temperature", 0}});
+  ASSERT_EQ(r.status, 200) << Describe(r);
+  EXPECT_EQ(Body(r)["choices"][0]["message"].value("content", ""),
+            "Drawer 12 holds 84 spools of green thread.");
+  // Every file is still readable: the training data, and no half-written weights listed.
+  EXPECT_TRUE(DownloadsAs(a, training_file, data));
+}
+
+// Starts a reprocessing operation on `a` (`body` as the API takes it) and returns its id.
+std::string BeginReprocess(Deployment& kf, const CmkAccount& a, const Json& body) {
+  http::ClientResponse r =
+      kf.Arm("POST", kf.AccountId(a.group, a.name) + "/encryption/reprocess", body);
+  EXPECT_EQ(r.status, 202) << Describe(r);
+  const std::string location(r.Header("Azure-AsyncOperation").value_or(""));
+  EXPECT_NE(location.find("/encryption/operations/"), std::string::npos) << location;
+  return Body(r).value("name", "");
+}
+
+Json Operation(Deployment& kf, const CmkAccount& a, const std::string& id) {
+  return Body(kf.Arm("GET", kf.AccountId(a.group, a.name) + "/encryption/operations/" + id, nullptr));
+}
+
+TEST_F(CmkRestartTest, ReprocessingKilledAtSeveralPointsCompletesWithEveryObjectReadable) {
+  CmkAccount a;
+  ASSERT_TRUE(MakeCmkAccount("rg-reproc", "kv-reproc", "acct-reproc", &a));
+  // Files of every kind: small ones (kept in the metadata store) and larger ones (blobs).
+  std::map<std::string, std::string> files = {{a.file_id, a.data}};
+  for (int i = 0; i < 240; ++i) {
+    const std::string data = RandomData(i % 8 == 0 ? 100000 + 997 * static_cast<size_t>(i) : 100 + 37 * static_cast<size_t>(i));
+    http::ClientResponse r = kf_->Upload(a.name, ApiKeyHeader(a), data);
+    ASSERT_EQ(r.status, 200) << Describe(r);
+    files[Body(r).value("id", "")] = data;
+  }
+  const auto all_readable = [&]() -> ::testing::AssertionResult {
+    for (const auto& [id, data] : files) {
+      if (auto ok = DownloadsAs(a, id, data); !ok) return ok << " (" << id << ")";
+    }
+    return ::testing::AssertionSuccess();
+  };
+  const auto old_generation_empty = [&](const std::string& kid) {
+    for (const Json& g : GenerationsOf(kf_->EncryptionStatus(a.group, a.name), kCustomerManaged)) {
+      if (g.value("kid", "") == kid) return g.value("objects", -1) == 0 && g.value("retirable", false);
+    }
+    return false;
+  };
+
+  for (const char* mode : {"reencrypt", "rewrap"}) {
+    SCOPED_TRACE(mode);
+    // Rotate to a new key of the same vault: every object is under the previous one.
+    const std::string key = std::string("next-") + mode;
+    const Json created = kf_->CreateKey(a.vault, key);
+    const std::string old_kid = ActiveGeneration(kf_->EncryptionStatus(a.group, a.name)).value("kid", "");
+    ASSERT_EQ(kf_->EnableCmk(a.group, a.name, a.vault_uri, key).status, 200);
+
+    // Paced to 40 objects a second, so that it can be killed in the middle, twice.
+    const std::string id =
+        BeginReprocess(*kf_, a, {{"mode", mode}, {"generation", "all"}, {"maxObjectsPerSecond", 40}});
+    ASSERT_FALSE(id.empty());
+    for (int threshold : {40, 120}) {
+      Json op;
+      ASSERT_TRUE(PollUntil(Clock::now(), std::chrono::seconds(30), [&] {
+        op = Operation(*kf_, a, id);
+        return op["properties"].value("moved", 0) >= threshold || op.value("status", "") != "InProgress";
+      }).has_value()) << op.dump();
+      ASSERT_EQ(op.value("status", ""), "InProgress") << "finished before the kill: " << op.dump();
+      kf_->Restart(SIGKILL);
+      EXPECT_TRUE(all_readable()) << "after a kill at " << threshold;
+    }
+    Json op;
+    ASSERT_TRUE(PollUntil(Clock::now(), std::chrono::seconds(60), [&] {
+      op = Operation(*kf_, a, id);
+      return op.value("status", "") != "InProgress";
+    }).has_value()) << op.dump();
+    EXPECT_EQ(op.value("status", ""), "Succeeded") << op.dump();
+    EXPECT_EQ(op["properties"].value("remaining", -1), 0) << op.dump();
+    EXPECT_EQ(op.value("percentComplete", 0.0), 100.0) << op.dump();
+    EXPECT_TRUE(all_readable());
+    EXPECT_TRUE(old_generation_empty(old_kid)) << kf_->EncryptionStatus(a.group, a.name).dump();
+
+    // The old key is no longer needed: disabling it changes nothing for the account's data.
+    ASSERT_TRUE(kf_->SetKeyEnabled(a.vault, old_kid.substr(old_kid.find("/keys/") + 6,
+                                                            old_kid.rfind('/') - old_kid.find("/keys/") - 6),
+                                   false));
+    EXPECT_TRUE(all_readable()) << "with the previous key disabled";
+    // Idempotent: running it again moves nothing.
+    const std::string again = BeginReprocess(*kf_, a, {{"mode", mode}});
+    ASSERT_TRUE(PollUntil(Clock::now(), std::chrono::seconds(30), [&] {
+      op = Operation(*kf_, a, again);
+      return op.value("status", "") != "InProgress";
+    }).has_value());
+    EXPECT_EQ(op.value("status", ""), "Succeeded") << op.dump();
+    EXPECT_EQ(op["properties"].value("moved", -1), 0) << op.dump();
+    (void)created;
   }
 }
 

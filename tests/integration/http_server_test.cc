@@ -151,6 +151,22 @@ class HttpServerTest : public ::testing::Test {
       const uint64_t fail_after = std::stoull(r.query.count("fail") ? r.query.at("fail") : "-1");
       return PatternStream(size, fail_after);
     });
+    // `n` server-sent events of unknown total size, one chunk each; ?fail=k fails the k-th.
+    router_->Add("GET", "*", "/events/{n}", [](Request& r) {
+      Response response = Text(200, "", "text/event-stream");
+      response.stream = std::make_shared<StreamedBody>();
+      response.stream->chunked = true;
+      const int n = std::stoi(r.params.at("n"));
+      const int fail = r.query.count("fail") ? std::stoi(r.query.at("fail")) : -1;
+      response.stream->read = [i = 0, n, fail](std::span<uint8_t> out) mutable -> StatusOr<size_t> {
+        if (i == fail) return DataLossError("the model is gone");
+        if (i == n) return size_t{0};
+        const std::string event = "data: " + std::to_string(i++) + "\n\n";
+        std::copy(event.begin(), event.end(), out.begin());
+        return event.size();
+      };
+      return response;
+    });
     router_->Add("GET", "*", "/inline", [](Request&) { return Text(200, "inline"); },
                  {.runs_inline = true});
     router_->Add(
@@ -570,6 +586,24 @@ TEST_F(HttpServerTest, StreamedDownloadWhoseSourceFailsIsCutShortNeverCompleted)
   auto response = HttpsRequest(Req("GET", "/download/3000000?fail=1000000"));
   EXPECT_FALSE(response.ok());  // the connection ends before Content-Length bytes
   // The server serves the next request as usual.
+  EXPECT_EQ(Send(Req("GET", "/hello")).status, 200);
+}
+
+TEST_F(HttpServerTest, StreamsOfUnknownSizeAreSentChunkedAndEndWhenTheSourceDoes) {
+  StartServer();
+  HttpsClient client;  // one kept-alive connection throughout
+  for (int n : {0, 1, 200}) {
+    auto response = client.Send(Req("GET", "/events/" + std::to_string(n)));
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->Header("Transfer-Encoding").value_or(""), "chunked");
+    EXPECT_FALSE(response->Header("Content-Length").has_value());
+    std::string expected;
+    for (int i = 0; i < n; ++i) expected += "data: " + std::to_string(i) + "\n\n";
+    EXPECT_EQ(response->body, expected);
+  }
+  // A source that fails ends the connection before the last chunk: never a complete body.
+  EXPECT_FALSE(HttpsRequest(Req("GET", "/events/5?fail=3")).ok());
   EXPECT_EQ(Send(Req("GET", "/hello")).status, 200);
 }
 

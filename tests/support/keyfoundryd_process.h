@@ -65,29 +65,25 @@ class KeyfoundrydProcess {
   // The admin password is fixed so tests can sign in.
   explicit KeyfoundrydProcess(const std::string& binary,
                               std::map<std::string, std::string> env = {})
-      : data_(dir_.path() + "/data") {
-    env["KEYFOUNDRY_ADMIN_PASSWORD"] = kAdminPassword;
-    const std::string log = dir_.path() + "/stderr.log";
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(fd, STDERR_FILENO);
-      int null = ::open("/dev/null", O_WRONLY);
-      ::dup2(null, STDOUT_FILENO);
-      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-      ::execl(binary.c_str(), binary.c_str(), "serve", "--data-dir", data_.c_str(), "--listen",
-              "127.0.0.1:0", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    for (int i = 0; i < 400 && port_ == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      StatusOr<std::string> port = ReadFile(data_ + "/port");
-      if (port.ok() && !port->empty()) port_ = static_cast<uint16_t>(std::stoi(*port));
-    }
-    if (port_ == 0) ADD_FAILURE() << "keyfoundryd did not start: " << Log();
+      : binary_(binary), env_(std::move(env)), data_(dir_.path() + "/data") {
+    env_["KEYFOUNDRY_ADMIN_PASSWORD"] = kAdminPassword;
+    Launch("127.0.0.1:0");
     ca_ = ReadFile(data_ + "/tls/ca.pem").value_or("");
     tenant_ = Trim(ReadFile(data_ + "/tenant-id").value_or(""));
     subscription_ = Trim(ReadFile(data_ + "/subscription-id").value_or(""));
+  }
+
+  // Ends the server with `signal` (SIGKILL: as a crash would) and starts it again on the same
+  // data directory and port; waits for it as the constructor does.
+  void Restart(int signal) {
+    if (pid_ > 0) {
+      ::kill(pid_, signal);
+      ::waitpid(pid_, &status_, 0);
+      pid_ = -1;
+    }
+    const uint16_t port = port_;
+    ::unlink((data_ + "/port").c_str());
+    Launch("127.0.0.1:" + std::to_string(port));
   }
 
   ~KeyfoundrydProcess() { Stop(); }
@@ -146,11 +142,36 @@ class KeyfoundrydProcess {
   static constexpr const char* kAdminPassword = "correct-horse-battery-staple";
 
  private:
+  // Forks `binary_ serve` on `listen` (stderr appended to the log) and waits for DIR/port.
+  void Launch(const std::string& listen) {
+    const std::string log = dir_.path() + "/stderr.log";
+    port_ = 0;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      ::dup2(fd, STDERR_FILENO);
+      int null = ::open("/dev/null", O_WRONLY);
+      ::dup2(null, STDOUT_FILENO);
+      for (const auto& [k, v] : env_) ::setenv(k.c_str(), v.c_str(), 1);
+      ::execl(binary_.c_str(), binary_.c_str(), "serve", "--data-dir", data_.c_str(), "--listen",
+              listen.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    for (int i = 0; i < 400 && port_ == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      StatusOr<std::string> port = ReadFile(data_ + "/port");
+      if (port.ok() && !port->empty()) port_ = static_cast<uint16_t>(std::stoi(*port));
+    }
+    if (port_ == 0) ADD_FAILURE() << "keyfoundryd did not start: " << Log();
+  }
+
   static std::string Trim(std::string s) {
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
     return s;
   }
 
+  std::string binary_;
+  std::map<std::string, std::string> env_;
   ScopedTempDir dir_;
   std::string data_;
   pid_t pid_ = -1;

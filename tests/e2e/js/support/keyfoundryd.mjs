@@ -11,6 +11,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 export const ADMIN_PASSWORD = "correct-horse-battery-staple";
 export const RESOURCE_GROUPS_API = "2021-04-01";
 export const KEY_VAULT_ARM_API = "2023-07-01";
+export const COGNITIVE_SERVICES_API = "2024-10-01";
+export const KEYS_API = "7.5";
 
 export class SetupError extends Error {}
 
@@ -191,9 +193,9 @@ export class KeyfoundryApi {
   }
 
   // PUT Microsoft.KeyVault/vaults with ARM's body: access-policy mode, soft delete on (7 days),
-  // purge protection left off so that purge works; keys/all for each object id. Waits until
-  // provisioningState is Succeeded when the PUT did not already say so.
-  async createVault(mgmtToken, rg, vault, objectIds) {
+  // purge protection off unless asked (off, purge works); keys/all for each object id. Waits
+  // until provisioningState is Succeeded when the PUT did not already say so.
+  async createVault(mgmtToken, rg, vault, objectIds, { purgeProtection = false } = {}) {
     const path =
       `/subscriptions/${this.subscription}/resourceGroups/${rg}` +
       `/providers/Microsoft.KeyVault/vaults/${vault}?api-version=${KEY_VAULT_ARM_API}`;
@@ -206,6 +208,7 @@ export class KeyfoundryApi {
           sku: { family: "A", name: "premium" },
           enableSoftDelete: true,
           softDeleteRetentionInDays: 7,
+          ...(purgeProtection ? { enablePurgeProtection: true } : {}),
           accessPolicies: objectIds.map((objectId) => ({
             tenantId: this.tenant,
             objectId,
@@ -230,5 +233,81 @@ export class KeyfoundryApi {
         throw new SetupError(`GET ${path} answered ${status}: ${JSON.stringify(body)}`);
       }
     }
+  }
+
+  // A call of the control plane that must answer one of `ok`; the parsed body.
+  async arm(method, path, mgmtToken, json, { apiVersion = COGNITIVE_SERVICES_API, ok = [200, 201] } = {}) {
+    const url = `/subscriptions/${this.subscription}${path}?api-version=${apiVersion}`;
+    const { status, body } = await this.request(method, url, { token: mgmtToken, json });
+    if (!ok.includes(status)) {
+      throw new SetupError(`${method} ${url} answered ${status}: ${JSON.stringify(body)}`);
+    }
+    return body;
+  }
+
+  accountPath(rg, account) {
+    return `/resourceGroups/${rg}/providers/Microsoft.CognitiveServices/accounts/${account}`;
+  }
+
+  // POST {vault}/keys/{name}/create: an RSA 2048 key; the key bundle.
+  async createRsaKey(vaultToken, vault, name) {
+    const url = `${this.vaultUrl(vault)}/keys/${name}/create?api-version=${KEYS_API}`;
+    const { status, body } = await this.request("POST", url, {
+      token: vaultToken,
+      json: { kty: "RSA", key_size: 2048 },
+    });
+    if (status !== 200) throw new SetupError(`POST ${url} answered ${status}: ${JSON.stringify(body)}`);
+    return body;
+  }
+
+  // An AIServices account with a system-assigned identity; the ARM resource.
+  async createAccount(mgmtToken, rg, account) {
+    return this.arm("PUT", this.accountPath(rg, account), mgmtToken, {
+      kind: "AIServices",
+      sku: { name: "S0" },
+      location: "local",
+      identity: { type: "SystemAssigned" },
+    });
+  }
+
+  // Gives `objectId` get, wrapKey and unwrapKey on the vault's keys (an access policy).
+  async grantKeyAccess(mgmtToken, rg, vault, objectId) {
+    return this.arm(
+      "PUT",
+      `/resourceGroups/${rg}/providers/Microsoft.KeyVault/vaults/${vault}/accessPolicies/add`,
+      mgmtToken,
+      {
+        properties: {
+          accessPolicies: [
+            { tenantId: this.tenant, objectId, permissions: { keys: ["get", "wrapKey", "unwrapKey"] } },
+          ],
+        },
+      },
+      { apiVersion: KEY_VAULT_ARM_API },
+    );
+  }
+
+  async enableCmk(mgmtToken, rg, account, vault, keyName) {
+    return this.arm("PATCH", this.accountPath(rg, account), mgmtToken, {
+      properties: {
+        encryption: {
+          keySource: "Microsoft.KeyVault",
+          keyVaultProperties: { keyVaultUri: `${this.vaultUrl(vault)}/`, keyName },
+        },
+      },
+    });
+  }
+
+  async apiKey(mgmtToken, rg, account) {
+    const body = await this.arm("POST", `${this.accountPath(rg, account)}/listKeys`, mgmtToken);
+    return body.key1;
+  }
+
+  // PUT .../deployments/{name} of `model` ({name, version}); the ARM resource.
+  async createDeployment(mgmtToken, rg, account, name, model) {
+    return this.arm("PUT", `${this.accountPath(rg, account)}/deployments/${name}`, mgmtToken, {
+      sku: { name: "Standard", capacity: 1 },
+      properties: { model: { format: "OpenAI", ...model } },
+    });
   }
 }
