@@ -165,6 +165,49 @@ Status AccountKeys::CreateServiceManaged(std::string_view account) {
   });
 }
 
+StatusOr<Generation> AccountKeys::RotateServiceManaged(std::string_view account) {
+  // The number is sealed into the wrapped key's associated data, so it is chosen first and the
+  // write checks that no other generation took it meanwhile (then it tries again).
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    AccountState state;
+    ASSIGN_OR_RETURN(auto record, ReadState(account, &state));
+    if (!record.has_value()) return NotFoundError("the account has no keys");
+    ASSIGN_OR_RETURN(Generation active, ReadGeneration(account, state.active));
+    if (active.source != GenerationSource::kServiceManaged) {
+      return FailedPreconditionError(
+                 "the account's data is under a customer-managed key: rotate that key, or update "
+                 "the account to another key of its vault")
+          .WithReason("CmkToServiceManagedNotSupported");
+    }
+    ASSIGN_OR_RETURN(SecretBytes key, crypto::RandomSecret(kGenerationKeySize));
+    Generation g;
+    g.number = state.next;
+    g.source = GenerationSource::kServiceManaged;
+    g.created =
+        std::chrono::duration_cast<std::chrono::seconds>(clock_.Now().time_since_epoch()).count();
+    ASSIGN_OR_RETURN(g.wrapped, SealServiceManaged(account, g.number, key));
+    Status stored = store_.Write([&](storage::Transaction& txn) -> Status {
+      ASSIGN_OR_RETURN(auto current, txn.Get(kStateTable, account));
+      if (!current.has_value()) return NotFoundError("the account has no keys");
+      ASSIGN_OR_RETURN(json j, Parse(current->value, "account key state"));
+      if (j.value("next", uint64_t{1}) != g.number) return AbortedError("raced");
+      j["active"] = g.number;
+      j["next"] = g.number + 1;
+      RETURN_IF_ERROR(txn.Update(kStateTable, account, AsBytes(Serialize(j)), current->version));
+      return txn.Insert(kGenerationTable, GenerationKeyOf(account, g.number),
+                        AsBytes(Serialize(GenerationToJson(g))));
+    });
+    if (stored.code() == StatusCode::kAborted) continue;
+    RETURN_IF_ERROR(stored);
+    Log(LogLevel::kInfo, "account_keys.generation_added",
+        {{"account", std::string(account)},
+         {"generation", std::to_string(g.number)},
+         {"source", std::string(SourceName(g.source))}});
+    return g;
+  }
+  return AbortedError("the account's keys kept changing; try again");
+}
+
 StatusOr<std::optional<storage::Record>> AccountKeys::ReadState(std::string_view account,
                                                                 AccountState* out) {
   std::optional<storage::Record> record;

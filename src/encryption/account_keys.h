@@ -121,6 +121,11 @@ class AccountKeys {
   // An account's first generation, service-managed and active. AlreadyExists when it has one.
   Status CreateServiceManaged(std::string_view account);
 
+  // Adds a new service-managed generation and makes it active (rotation of the platform's
+  // key for an account that does not use a customer-managed key). FailedPrecondition when the
+  // active generation is customer-managed: such an account rotates its own key (S5, S6).
+  StatusOr<Generation> RotateServiceManaged(std::string_view account);
+
   // Wraps a new generation under `key` as `who`, unwraps it again (the probe that proves the
   // identity holds get, wrapKey and unwrapKey), then stores it as the active one. With an empty
   // key.version the account follows the key's latest version from now on. Fails (storing
