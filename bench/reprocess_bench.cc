@@ -151,7 +151,7 @@ int Main(int argc, char** argv) {
 
   start = Steady::now();
   auto [rewrapped, rewrapped_bytes] =
-      ReprocessAll(files, keys, small_account, foundry::ReprocessMode::kRewrap, 512);
+      ReprocessAll(files, keys, small_account, foundry::ReprocessMode::kRewrap, 4096);
   const double rewrap_s = Seconds(start);
 
   start = Steady::now();

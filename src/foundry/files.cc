@@ -1,6 +1,7 @@
 #include "foundry/files.h"
 
 #include <algorithm>
+#include <future>
 #include <map>
 #include <array>
 #include <optional>
@@ -508,6 +509,8 @@ namespace {
 
 // The content header's size: fixed fields, then the object id (envelope.h).
 constexpr size_t kHeaderFixedSize = 27;
+// Records read and rewrapped while the previous ones are written.
+constexpr size_t kRewrapChunk = 500;
 
 void AddDelta(std::map<uint64_t, std::pair<int64_t, int64_t>>& deltas, uint64_t generation,
               int64_t objects, int64_t bytes) {
@@ -536,26 +539,19 @@ std::shared_ptr<const encryption::GenerationKey> KeyOrFailure(encryption::Accoun
 
 }  // namespace
 
-StatusOr<ReprocessPage> FileStore::Reprocess(std::string_view account, ReprocessMode mode,
-                                             const std::vector<uint64_t>& from,
-                                             const encryption::GenerationKey& to,
-                                             std::string_view after, size_t max_files) {
-  if (max_files < 1 || max_files > storage::kMaxScanLimit) {
-    return InvalidArgumentError("max_files must be between 1 and " +
-                                std::to_string(storage::kMaxScanLimit));
-  }
-  ReprocessPage page;
+StatusOr<std::vector<FileStore::Candidate>> FileStore::ReadCandidates(
+    std::string_view account, const std::vector<uint64_t>& from,
+    const encryption::GenerationKey& to, std::string_view after, size_t n,
+    ReprocessPage& page) const {
   std::vector<Candidate> todo;
   const std::string prefix = AccountPrefix(account);
   RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
-    page = ReprocessPage();
     todo.clear();
     ASSIGN_OR_RETURN(std::vector<Record> records,
-                     txn.Scan(kTable, prefix, after.empty() ? "" : prefix + std::string(after),
-                              max_files));
+                     txn.Scan(kTable, prefix, after.empty() ? "" : prefix + std::string(after), n));
     page.visited = records.size();
-    page.done = records.size() < max_files;
-    if (!records.empty()) page.last_id = records.back().key.substr(prefix.size());
+    page.done = records.size() < n;
+    page.last_id = records.empty() ? std::string(after) : records.back().key.substr(prefix.size());
     for (Record& r : records) {
       std::optional<Bytes> content;
       ASSIGN_OR_RETURN(FileInfo f, Decode(r, &content));
@@ -573,23 +569,95 @@ StatusOr<ReprocessPage> FileStore::Reprocess(std::string_view account, Reprocess
     }
     return OkStatus();
   }));
-  if (mode == ReprocessMode::kRewrap) {
-    RETURN_IF_ERROR(RewrapFiles(account, todo, to, page));
-  } else {
-    for (Candidate& c : todo) RETURN_IF_ERROR(ReencryptFile(account, c, to, page));
-  }
-  return page;
+  return todo;
 }
 
-Status FileStore::RewrapFiles(std::string_view account, std::vector<Candidate>& files,
-                              const encryption::GenerationKey& to, ReprocessPage& page) {
-  struct Change {
-    const Candidate* file;
-    Bytes key_block;
+StatusOr<ReprocessPage> FileStore::Reprocess(std::string_view account, ReprocessMode mode,
+                                             const std::vector<uint64_t>& from,
+                                             const encryption::GenerationKey& to,
+                                             std::string_view after, size_t max_files) {
+  if (max_files < 1 || max_files > kMaxReprocessPage) {
+    return InvalidArgumentError("max_files must be between 1 and " +
+                                std::to_string(kMaxReprocessPage));
+  }
+  ReprocessPage page;
+  page.last_id = std::string(after);
+  if (mode == ReprocessMode::kReencrypt) {
+    for (std::string cursor(after); !page.done && page.visited < max_files;) {
+      ReprocessPage chunk;
+      ASSIGN_OR_RETURN(std::vector<Candidate> todo,
+                       ReadCandidates(account, from, to, cursor,
+                                      std::min(storage::kMaxScanLimit, max_files - page.visited),
+                                      chunk));
+      for (Candidate& c : todo) RETURN_IF_ERROR(ReencryptFile(account, c, to, chunk));
+      page.visited += chunk.visited;
+      page.moved += chunk.moved;
+      page.moved_bytes += chunk.moved_bytes;
+      page.failed += chunk.failed;
+      if (page.first_failure.ok()) page.first_failure = chunk.first_failure;
+      page.last_id = cursor = chunk.last_id;
+      page.done = chunk.done;
+    }
+    return page;
+  }
+  // Rewrap, pipelined over two threads: while one chunk's changes are written (SQLite's single
+  // writer), the next chunk is read and its key blocks rewrapped (readers run beside the
+  // writer in WAL mode). A change carries the version it was prepared from, so the write
+  // skips a file deleted in between.
+  struct Prepared {
+    ReprocessPage page;
+    std::vector<RewrapChange> changes;
+    Status status;
   };
-  std::vector<Change> changes;
+  auto prepare = [&](std::string cursor, size_t n) {
+    Prepared p;
+    StatusOr<std::vector<Candidate>> todo = ReadCandidates(account, from, to, cursor, n, p.page);
+    if (!todo.ok()) {
+      p.status = todo.status();
+      return p;
+    }
+    StatusOr<std::vector<RewrapChange>> changes = PrepareRewrap(account, *todo, to, p.page);
+    if (!changes.ok()) {
+      p.status = changes.status();
+    } else {
+      p.changes = *std::move(changes);
+    }
+    return p;
+  };
+  size_t left = max_files;
+  Prepared current = prepare(std::string(after), std::min(kRewrapChunk, left));
+  for (;;) {
+    RETURN_IF_ERROR(current.status);
+    left -= current.page.visited;
+    const bool more = !current.page.done && left > 0;
+    std::future<Prepared> next;
+    if (more) {
+      next = std::async(std::launch::async, prepare, current.page.last_id,
+                        std::min(kRewrapChunk, left));
+    }
+    Status applied = ApplyRewrap(account, current.changes, to, current.page);
+    if (!applied.ok()) {
+      if (next.valid()) next.wait();
+      return applied;
+    }
+    page.visited += current.page.visited;
+    page.moved += current.page.moved;
+    page.moved_bytes += current.page.moved_bytes;
+    page.failed += current.page.failed;
+    if (page.first_failure.ok()) page.first_failure = current.page.first_failure;
+    page.last_id = current.page.last_id;
+    page.done = current.page.done;
+    if (!more) return page;
+    current = next.get();
+  }
+}
+
+StatusOr<std::vector<FileStore::RewrapChange>> FileStore::PrepareRewrap(
+    std::string_view account, std::vector<Candidate>& files, const encryption::GenerationKey& to,
+    ReprocessPage& page) {
+  std::vector<RewrapChange> changes;
   Status fatal = OkStatus();
-  for (const Candidate& c : files) {
+  for (Candidate& c : files) {
     std::shared_ptr<const encryption::GenerationKey> from =
         KeyOrFailure(keys_, account, c.info.generation, page, &fatal);
     RETURN_IF_ERROR(fatal);
@@ -604,9 +672,22 @@ Status FileStore::RewrapFiles(std::string_view account, std::vector<Candidate>& 
       ASSIGN_OR_RETURN(size_t n, blob->ReadAt(0, header));
       if (n != header_size) return DataLossError("file " + c.info.id + " is corrupt");
     }
-    ASSIGN_OR_RETURN(Bytes block, encryption::RewrapKeyBlock(c.info.key_block, header, *from, to));
-    changes.push_back({&c, std::move(block)});
+    RewrapChange change;
+    change.key = std::move(c.record.key);
+    change.version = c.record.version;
+    change.old_generation = c.info.generation;
+    change.info = std::move(c.info);
+    ASSIGN_OR_RETURN(change.info.key_block,
+                     encryption::RewrapKeyBlock(change.info.key_block, header, *from, to));
+    change.info.generation = to.generation();
+    if (c.legacy) change.legacy_content = std::move(c.content);
+    changes.push_back(std::move(change));
   }
+  return changes;
+}
+
+Status FileStore::ApplyRewrap(std::string_view account, const std::vector<RewrapChange>& changes,
+                              const encryption::GenerationKey& to, ReprocessPage& page) {
   if (changes.empty()) return OkStatus();
   size_t moved = 0;
   uint64_t bytes = 0;
@@ -614,26 +695,22 @@ Status FileStore::RewrapFiles(std::string_view account, std::vector<Candidate>& 
     moved = 0;
     bytes = 0;
     std::map<uint64_t, std::pair<int64_t, int64_t>> deltas;
-    for (const Change& change : changes) {
-      FileInfo f = change.file->info;
-      f.key_block = change.key_block;
-      f.generation = to.generation();
-      Json record = Encode(f);
-      Status updated = txn.Update(kTable, change.file->record.key, AsBytes(record.dump()),
-                                  change.file->record.version);
+    for (const RewrapChange& change : changes) {
+      Status updated =
+          txn.Update(kTable, change.key, AsBytes(Encode(change.info).dump()), change.version);
       if (updated.code() == StatusCode::kAborted || updated.code() == StatusCode::kNotFound) {
         continue;  // changed or deleted meanwhile: left to the next run
       }
       RETURN_IF_ERROR(updated);
       // A version-1 small file's content moves to the content table with its new record.
-      if (change.file->legacy) {
-        RETURN_IF_ERROR(txn.Put(kContentTable, change.file->record.key, *change.file->content));
+      if (change.legacy_content.has_value()) {
+        RETURN_IF_ERROR(txn.Put(kContentTable, change.key, *change.legacy_content));
       }
-      const auto size = static_cast<int64_t>(f.bytes);
-      AddDelta(deltas, change.file->info.generation, -1, -size);
+      const auto size = static_cast<int64_t>(change.info.bytes);
+      AddDelta(deltas, change.old_generation, -1, -size);
       AddDelta(deltas, to.generation(), 1, size);
       ++moved;
-      bytes += f.bytes;
+      bytes += change.info.bytes;
     }
     for (const auto& [generation, d] : deltas) {
       RETURN_IF_ERROR(

@@ -53,6 +53,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -73,6 +74,7 @@ namespace keyfoundry::foundry {
 inline constexpr size_t kMaxFilenameSize = 255;
 inline constexpr size_t kMaxInlineBytes = size_t{64} * 1024;
 inline constexpr size_t kMaxListLimit = 10000;
+inline constexpr size_t kMaxReprocessPage = 100000;  // files one Reprocess call may visit
 // The purpose of a fine-tuned model's sealed weights: a file the platform writes for itself,
 // never listed, served or deleted through the files API (IsInternalPurpose).
 inline constexpr std::string_view kWeightsPurpose = "fine-tune-weights";
@@ -179,7 +181,7 @@ class FileStore {
   // Deletes every file of an account (the account is being deleted), a page at a time.
   Status DeleteAll(std::string_view account);
 
-  // Reprocessing: moves up to `max_files` files of the account, those after `after` in id
+  // Reprocessing: moves up to `max_files` (1..kMaxReprocessPage) files of the account, those after `after` in id
   // order (empty: from the first) whose generation is one of `from` (empty: any but the
   // target), to the generation `to`. Idempotent and crash-safe: a file already under `to` is
   // left alone, and each file changes in one transaction that also moves its usage count, so
@@ -199,7 +201,23 @@ class FileStore {
   // Runs the migration described at the constructor unless it is done.
   Status EnsureOrdered() const;
   struct Candidate;
-  Status RewrapFiles(std::string_view account, std::vector<Candidate>& files,
+  struct RewrapChange {
+    std::string key;  // the record's
+    int64_t version = 0;  // as read: the write skips the file if it changed since
+    uint64_t old_generation = 0;
+    FileInfo info;  // with the new key block and generation
+    std::optional<Bytes> legacy_content;  // a version-1 small file's, moving to its table
+  };
+  StatusOr<std::vector<Candidate>> ReadCandidates(std::string_view account,
+                                                  const std::vector<uint64_t>& from,
+                                                  const encryption::GenerationKey& to,
+                                                  std::string_view after, size_t n,
+                                                  ReprocessPage& page) const;
+  StatusOr<std::vector<RewrapChange>> PrepareRewrap(std::string_view account,
+                                                    std::vector<Candidate>& files,
+                                                    const encryption::GenerationKey& to,
+                                                    ReprocessPage& page);
+  Status ApplyRewrap(std::string_view account, const std::vector<RewrapChange>& changes,
                      const encryption::GenerationKey& to, ReprocessPage& page);
   Status ReencryptFile(std::string_view account, Candidate& file,
                        const encryption::GenerationKey& to, ReprocessPage& page);

@@ -19,7 +19,7 @@ using Json = nlohmann::json;
 
 constexpr std::string_view kTable = "reprocess_ops";
 constexpr int kRecordVersion = 1;
-constexpr size_t kRewrapPage = 512;    // records per step when rewrapping
+constexpr size_t kRewrapPage = 4096;   // records per step when rewrapping
 constexpr size_t kReencryptPage = 16;  // records per step when re-encrypting (content moves)
 constexpr int64_t kMaxRate = 10'000'000;
 
