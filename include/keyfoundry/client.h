@@ -92,6 +92,14 @@ class Client {
                   std::function<Status(std::string_view)> sink,
                   const std::vector<std::pair<std::string, std::string>>& headers = {});
 
+  // Sends `method` on `path` with `body` as JSON (nothing when null) and streams a 2xx answer's
+  // body to `sink` piece by piece as it arrives, for answers that come in parts over time (a
+  // text/event-stream of chat completion chunks, say). A non-2xx answer is an error as Call's;
+  // an error from `sink` aborts the request and is returned.
+  Status Stream(const std::string& method, const std::string& path, const AccessToken& token,
+                const nlohmann::json& body, std::function<Status(std::string_view)> sink,
+                const std::vector<std::pair<std::string, std::string>>& headers = {});
+
   const ClientOptions& options() const { return options_; }
 
  private:

@@ -4,9 +4,19 @@
 //   kf cognitiveservices account create|update|show|list|delete
 //   kf cognitiveservices account identity assign|remove|show
 //   kf cognitiveservices account keys list|regenerate
-//   kf cognitiveservices account encryption show
+//   kf cognitiveservices account encryption show | reprocess | retire
+//   kf cognitiveservices account deployment create|list|show|delete
 //   kf cognitiveservices cmk-approval grant|revoke|list
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
 #include "cli/commands.h"
+#include "common/strings.h"
 #include "http/url.h"
 
 namespace keyfoundry::cli {
@@ -30,6 +40,19 @@ struct AccountOptions {
   std::string key_to_regenerate;
   std::string approval_kind;
   bool yes = false;
+  // deployments
+  std::string deployment;
+  std::string model_name;
+  std::string model_version;
+  std::string model_format = "OpenAI";
+  std::string deployment_sku = "Standard";
+  int64_t sku_capacity = 1;
+  // reprocessing
+  std::string reprocess_mode = "rewrap";
+  std::string reprocess_generation = "all";
+  int64_t max_objects_per_second = 0;
+  bool no_wait = false;
+  int64_t retire_generation = 0;
 };
 
 const std::vector<Column>& AccountColumns() {
@@ -210,6 +233,128 @@ Status EncryptionShow(const AccountOptions& o) {
   return OkStatus();
 }
 
+// A bar on stderr, redrawn in place on a terminal: "reprocess [#####     ]  42% 420/1000".
+void DrawProgress(const Json& op) {
+  if (::isatty(STDERR_FILENO) != 1) return;
+  const double percent = op.value("percentComplete", 0.0);
+  const int width = 30;
+  const int filled = std::clamp(static_cast<int>(width * percent / 100.0), 0, width);
+  const Json& p = op.contains("properties") ? op["properties"] : Json::object();
+  std::fprintf(stderr, "\rreprocess [%-*s] %3.0f%% %lld/%lld objects", width,
+               std::string(static_cast<size_t>(filled), '#').c_str(), percent,
+               static_cast<long long>(p.value("moved", int64_t{0}) + p.value("failed", int64_t{0})),
+               static_cast<long long>(p.value("total", int64_t{0})));
+  std::fflush(stderr);
+}
+
+// POST .../encryption/reprocess, then (unless --no-wait) polls the operation until it ends.
+Status Reprocess(const AccountOptions& o) {
+  ASSIGN_OR_RETURN(Session s, OpenSession());
+  Json body = {{"mode", o.reprocess_mode}};
+  if (o.reprocess_generation == "all") {
+    body["generation"] = "all";
+  } else {
+    const std::optional<int64_t> n = ParseInt64(o.reprocess_generation);
+    if (!n.has_value() || *n < 1) {
+      return InvalidArgumentError("--generation must be a generation number or all");
+    }
+    body["generation"] = *n;
+  }
+  if (o.max_objects_per_second > 0) body["maxObjectsPerSecond"] = o.max_objects_per_second;
+  ASSIGN_OR_RETURN(ApiResult started,
+                   s.client->Call("POST", AccountPath(s, o, "/encryption/reprocess"), s.token, body));
+  Json op = started.body;
+  const std::string id = op.value("name", "");
+  const std::string path = AccountPath(s, o, "/encryption/operations/" + id);
+  while (!o.no_wait && op.value("status", "") == "InProgress") {
+    DrawProgress(op);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    if (s.token.expires_on < std::time(nullptr) + 120) {
+      ASSIGN_OR_RETURN(s, OpenSession());
+    }
+    ASSIGN_OR_RETURN(ApiResult polled, s.client->Call("GET", path, s.token));
+    op = polled.body;
+  }
+  if (!o.no_wait) {
+    DrawProgress(op);
+    if (::isatty(STDERR_FILENO) == 1) std::fputc('\n', stderr);
+  }
+  PrintJson(op);
+  if (op.value("status", "") == "Failed") {
+    const Json error = op.value("error", Json::object());
+    return FailedPreconditionError("reprocessing failed: " + error.value("code", "") + ": " +
+                                   error.value("message", ""));
+  }
+  return OkStatus();
+}
+
+Status Retire(const AccountOptions& o) {
+  ASSIGN_OR_RETURN(Session s, OpenSession());
+  ASSIGN_OR_RETURN(
+      ApiResult retired,
+      s.client->Call("POST",
+                     AccountPath(s, o, "/encryption/generations/" +
+                                           std::to_string(o.retire_generation) + "/retire"),
+                     s.token, Json::object()));
+  PrintJson(retired.body);
+  return OkStatus();
+}
+
+// --- deployments: a model loaded to answer chat (kf openai chat), a child resource of the account
+
+const std::vector<Column>& DeploymentColumns() {
+  static const std::vector<Column> columns = {
+      Field("Name", "/name"),
+      Field("Model", "/properties/model/name"),
+      Field("Version", "/properties/model/version"),
+      Field("Sku", "/sku/name"),
+      Field("Capacity", "/sku/capacity"),
+      Field("ProvisioningState", "/properties/provisioningState"),
+      Field("ServingState", "/properties/servingState"),
+      Field("ServingError", "/properties/servingError/code")};
+  return columns;
+}
+
+std::string DeploymentPath(const Session& s, const AccountOptions& o) {
+  return AccountPath(s, o, "/deployments/" + http::PercentEncode(o.deployment));
+}
+
+// PUT: created (201) or updated (200). Loading a fine-tuned model needs the key sealing its
+// weights: refused with 403 KeyInaccessible, naming the key, when it is inaccessible.
+Status DeploymentCreate(const AccountOptions& o) {
+  ASSIGN_OR_RETURN(Session s, OpenSession());
+  Json model = {{"format", o.model_format}, {"name", o.model_name}};
+  if (!o.model_version.empty()) model["version"] = o.model_version;
+  const Json body = {{"sku", {{"name", o.deployment_sku}, {"capacity", o.sku_capacity}}},
+                     {"properties", {{"model", model}}}};
+  ASSIGN_OR_RETURN(ApiResult deployment,
+                   s.client->Call("PUT", DeploymentPath(s, o), s.token, body));
+  Print(deployment.body, DeploymentColumns());
+  return OkStatus();
+}
+
+Status DeploymentShow(const AccountOptions& o) {
+  ASSIGN_OR_RETURN(Session s, OpenSession());
+  ASSIGN_OR_RETURN(ApiResult deployment, s.client->Call("GET", DeploymentPath(s, o), s.token));
+  Print(deployment.body, DeploymentColumns());
+  return OkStatus();
+}
+
+Status DeploymentList(const AccountOptions& o) {
+  ASSIGN_OR_RETURN(Session s, OpenSession());
+  ASSIGN_OR_RETURN(Json deployments, ListPages(s, AccountPath(s, o, "/deployments")));
+  Print(deployments, DeploymentColumns());
+  return OkStatus();
+}
+
+Status DeploymentDelete(const AccountOptions& o) {
+  RETURN_IF_ERROR(
+      Confirm("Delete the deployment '" + o.deployment + "' of account '" + o.name + "'?", o.yes));
+  ASSIGN_OR_RETURN(Session s, OpenSession());
+  RETURN_IF_ERROR(s.client->Call("DELETE", DeploymentPath(s, o), s.token));
+  return OkStatus();
+}
+
 std::string ApprovalPath(const Session& s, const std::string& kind) {
   return "/subscriptions/" + s.profile.subscription_id +
          "/providers/Microsoft.KeyFoundry/cmkApprovals" +
@@ -318,6 +463,60 @@ void AddCognitiveServicesCommands(CLI::App& app) {
       "show", "key generations: key, state (Active, Accessible, KeyInaccessible) and usage");
   NameAndGroup(encryption_show, o);
   encryption_show->callback([o] { Check(EncryptionShow(*o)); });
+
+  CLI::App* reprocess = encryption->add_subcommand(
+      "reprocess", "move objects to the active key generation (waits, with a progress bar)");
+  NameAndGroup(reprocess, o);
+  reprocess->add_option("--mode", o->reprocess_mode,
+                        "rewrap (data keys only, the default) or reencrypt (content too)")
+      ->check(CLI::IsMember({"rewrap", "reencrypt"}));
+  reprocess->add_option("--generation", o->reprocess_generation,
+                        "the generation to empty, or all (the default: every inactive one)");
+  reprocess->add_option("--max-objects-per-second", o->max_objects_per_second,
+                        "rate limit (default: none)")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000000}));
+  reprocess->add_flag("--no-wait", o->no_wait, "return once the operation has started");
+  reprocess->callback([o] { Check(Reprocess(*o)); });
+
+  CLI::App* retire = encryption->add_subcommand(
+      "retire", "delete a key generation that protects nothing (see encryption show: Retirable)");
+  NameAndGroup(retire, o);
+  retire->add_option("--generation", o->retire_generation, "the generation")
+      ->required()
+      ->check(CLI::Range(int64_t{1}, INT64_MAX));
+  retire->callback([o] { Check(Retire(*o)); });
+
+  CLI::App* deployment =
+      account->add_subcommand("deployment", "deployments: models loaded to answer chat");
+  deployment->require_subcommand(1);
+  auto deployment_name = [&o](CLI::App* cmd) {
+    NameAndGroup(cmd, o);
+    cmd->add_option("--deployment-name", o->deployment, "the deployment's name")->required();
+  };
+  CLI::App* deployment_create = deployment->add_subcommand(
+      "create", "deploy a model (a base model or one the account fine-tuned), or update it");
+  deployment_name(deployment_create);
+  deployment_create
+      ->add_option("--model-name", o->model_name,
+                   "the model: a base model (gpt-4o-mini) or a fine-tuned model's id")
+      ->required();
+  deployment_create->add_option("--model-version", o->model_version,
+                                "its version (a fine-tuned model's is 1; default: the latest)");
+  deployment_create->add_option("--model-format", o->model_format, "OpenAI (the default)");
+  deployment_create->add_option("--sku-name", o->deployment_sku, "Standard (the default), ...");
+  deployment_create->add_option("--sku-capacity", o->sku_capacity, "capacity units (default 1)")
+      ->check(CLI::Range(int64_t{1}, int64_t{10000}));
+  deployment_create->callback([o] { Check(DeploymentCreate(*o)); });
+  CLI::App* deployment_list = deployment->add_subcommand("list", "list the account's deployments");
+  NameAndGroup(deployment_list, o);
+  deployment_list->callback([o] { Check(DeploymentList(*o)); });
+  CLI::App* deployment_show = deployment->add_subcommand("show", "show a deployment");
+  deployment_name(deployment_show);
+  deployment_show->callback([o] { Check(DeploymentShow(*o)); });
+  CLI::App* deployment_delete = deployment->add_subcommand("delete", "delete a deployment");
+  deployment_name(deployment_delete);
+  deployment_delete->add_flag("-y,--yes", o->yes, "do not ask for confirmation");
+  deployment_delete->callback([o] { Check(DeploymentDelete(*o)); });
 
   CLI::App* approval = cs->add_subcommand(
       "cmk-approval", "approvals for customer-managed keys on kinds that need one");

@@ -28,8 +28,9 @@ void AddKeyVaultCommands(CLI::App& app);  // keyvault.cc; it adds `keyvault key`
 void AddKeyCommands(CLI::App& keyvault);  // key.cc
 void AddAuditCommands(CLI::App& app);     // audit.cc
 void AddCognitiveServicesCommands(CLI::App& app);  // cognitiveservices.cc
-void AddOpenAiCommands(CLI::App& app);             // openai.cc
-void AddOutputOption(CLI::App& app);      // output.cc: the global -o/--output
+void AddOpenAiCommands(CLI::App& app);             // openai.cc; it adds the rest of `openai`:
+void AddOpenAiModelCommands(CLI::App& openai);     // openai_models.cc (fine-tuning, model, chat)
+void AddOutputOption(CLI::App& app);               // output.cc: the global -o/--output
 
 // The signed-in profile, a client and a valid token: for the control plane (OpenSession) or
 // for one vault's data plane (OpenVaultSession). A service principal's token is renewed with
@@ -47,6 +48,11 @@ StatusOr<Session> OpenVaultSession(const std::string& vault_name);
 // The same for AI account `account_name`'s data plane: https://{account}.openai.DOMAIN:PORT,
 // with a token for https://cognitiveservices.DOMAIN.
 StatusOr<Session> OpenAccountSession(const std::string& account_name);
+
+// OpenAccountSession for `kf openai` commands; with an `api_key` (their --api-key) the token is
+// left empty and the key is sent instead, as an api-key header added to *headers (openai.cc).
+StatusOr<Session> OpenOpenAiSession(const std::string& account_name, const std::string& api_key,
+                                    std::vector<std::pair<std::string, std::string>>* headers);
 
 // The object id (the `oid` claim) of the signed-in identity, read from its token.
 StatusOr<std::string> SignedInObjectId(const Session& session);

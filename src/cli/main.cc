@@ -16,8 +16,12 @@
 //   kf audit list|verify
 //   kf cognitiveservices account create|update|show|list|delete
 //   kf cognitiveservices account identity assign|remove|show    ... keys list|regenerate
-//   kf cognitiveservices account encryption show    kf cognitiveservices cmk-approval grant|revoke|list
+//   kf cognitiveservices account encryption show|reprocess|retire
+//   kf cognitiveservices account deployment create|list|show|delete
+//   kf cognitiveservices cmk-approval grant|revoke|list
 //   kf openai file upload|list|show|download|delete
+//   kf openai fine-tuning job create|list|show|events|checkpoints|cancel
+//   kf openai model list    kf openai chat
 // (docs/cli.md has every flag.)
 //
 // Output is JSON on stdout, as `az` prints by default, or a table with -o table (anywhere on the

@@ -3,7 +3,8 @@
 // both ways so a file of any size takes bounded memory, with a progress bar on a terminal.
 //
 // Authentication: the signed-in identity's token for https://cognitiveservices.DOMAIN, or an
-// account key given with --api-key (as the OpenAI tools do).
+// account key given with --api-key (as the OpenAI tools do). The rest of `kf openai`
+// (fine-tuning, model, chat) is in openai_models.cc.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,14 +92,8 @@ std::string FilesPath(const std::string& suffix = "", const std::string& query =
   return "/openai/files" + suffix + "?api-version=" + std::string(kOpenAiApiVersion) + query;
 }
 
-// The account's data-plane session; with --api-key the token is left empty and the key sent.
 StatusOr<Session> Open(const FileOptions& o, std::vector<std::pair<std::string, std::string>>* h) {
-  ASSIGN_OR_RETURN(Session s, OpenAccountSession(o.account));
-  if (!o.api_key.empty()) {
-    s.token = AccessToken{};
-    h->emplace_back("api-key", o.api_key);
-  }
-  return s;
+  return OpenOpenAiSession(o.account, o.api_key, h);
 }
 
 Status Upload(const FileOptions& o) {
@@ -243,6 +238,16 @@ void Common(CLI::App* cmd, const std::shared_ptr<FileOptions>& o) {
 
 }  // namespace
 
+StatusOr<Session> OpenOpenAiSession(const std::string& account_name, const std::string& api_key,
+                                    std::vector<std::pair<std::string, std::string>>* headers) {
+  ASSIGN_OR_RETURN(Session s, OpenAccountSession(account_name));
+  if (!api_key.empty()) {
+    s.token = AccessToken{};
+    headers->emplace_back("api-key", api_key);
+  }
+  return s;
+}
+
 void AddOpenAiCommands(CLI::App& app) {
   CLI::App* openai = app.add_subcommand("openai", "an AI account's OpenAI-compatible data plane");
   openai->require_subcommand(1);
@@ -283,6 +288,8 @@ void AddOpenAiCommands(CLI::App& app) {
   del->add_option("--file-id,-i", o->file_id, "the file's id")->required();
   del->add_flag("-y,--yes", o->yes, "do not ask for confirmation");
   del->callback([o] { Check(Delete(*o)); });
+
+  AddOpenAiModelCommands(*openai);
 }
 
 }  // namespace keyfoundry::cli

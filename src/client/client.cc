@@ -209,4 +209,18 @@ Status Client::Download(const std::string& path, const AccessToken& token,
   return OkStatus();
 }
 
+Status Client::Stream(const std::string& method, const std::string& path, const AccessToken& token,
+                      const nlohmann::json& body, std::function<Status(std::string_view)> sink,
+                      const std::vector<std::pair<std::string, std::string>>& headers) {
+  http::ClientRequest request = Request(method, path, token, headers);
+  if (!body.is_null()) {
+    request.headers.emplace_back("Content-Type", "application/json");
+    request.body = body.dump();
+  }
+  request.response_sink = std::move(sink);
+  ASSIGN_OR_RETURN(http::ClientResponse response, http::HttpsRequest(request));
+  if (response.status < 200 || response.status > 299) return ErrorFrom(response);
+  return OkStatus();
+}
+
 }  // namespace keyfoundry

@@ -559,6 +559,45 @@ StatusOr<int> AccountKeys::RecheckInaccessible() {
   return recovered;
 }
 
+Status AccountKeys::Retire(std::string_view account, uint64_t number) {
+  const std::string key = GenerationKeyOf(account, number);
+  RETURN_IF_ERROR(store_.Write([&](storage::Transaction& txn) -> Status {
+    ASSIGN_OR_RETURN(auto state, txn.Get(kStateTable, account));
+    if (!state.has_value()) return NotFoundError("the account has no keys");
+    ASSIGN_OR_RETURN(json j, Parse(state->value, "account key state"));
+    if (j.value("active", uint64_t{0}) == number) {
+      return FailedPreconditionError("Generation " + std::to_string(number) +
+                                     " is the active one: new data is sealed under it.")
+          .WithReason("GenerationInUse");
+    }
+    ASSIGN_OR_RETURN(auto generation, txn.Get(kGenerationTable, key));
+    if (!generation.has_value()) {
+      return NotFoundError("The account has no key generation " + std::to_string(number) + ".")
+          .WithReason("GenerationNotFound");
+    }
+    ASSIGN_OR_RETURN(auto usage, txn.Get(kUsageTable, key));
+    if (usage.has_value()) {
+      ASSIGN_OR_RETURN(json u, Parse(usage->value, "generation usage"));
+      const int64_t objects = u.value("objects", int64_t{0});
+      if (objects > 0) {
+        return FailedPreconditionError("Generation " + std::to_string(number) + " still protects " +
+                                       std::to_string(objects) +
+                                       " objects: reprocess them to the active generation first.")
+            .WithReason("GenerationInUse");
+      }
+      RETURN_IF_ERROR(txn.Delete(kUsageTable, key));
+    }
+    return txn.Delete(kGenerationTable, key);
+  }));
+  {
+    MutexLock lock(&mutex_);
+    cache_.erase(key);
+  }
+  Log(LogLevel::kInfo, "account_keys.generation_retired",
+      {{"account", std::string(account)}, {"generation", std::to_string(number)}});
+  return OkStatus();
+}
+
 Status AccountKeys::DeleteAccount(std::string_view account) {
   const std::string prefix = std::string(account) + "/";
   RETURN_IF_ERROR(store_.Write([&](storage::Transaction& txn) -> Status {
@@ -585,6 +624,14 @@ Status AccountKeys::AddUsage(storage::Transaction& txn, std::string_view account
                              int64_t objects, int64_t bytes) {
   const std::string key = GenerationKeyOf(account, number);
   ASSIGN_OR_RETURN(auto record, txn.Get(kUsageTable, key));
+  if (objects > 0 && !record.has_value()) {
+    // The first object of a generation: it must exist (not retired meanwhile).
+    ASSIGN_OR_RETURN(auto generation, txn.Get(kGenerationTable, key));
+    if (!generation.has_value()) {
+      return FailedPreconditionError("key generation " + std::to_string(number) +
+                                     " was retired: upload again");
+    }
+  }
   json usage = {{"v", kFormatVersion}, {"objects", 0}, {"bytes", 0}};
   if (record.has_value()) {
     ASSIGN_OR_RETURN(usage, Parse(record->value, "generation usage"));

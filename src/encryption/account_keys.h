@@ -157,10 +157,19 @@ class AccountKeys {
   // Tries every generation known to be inaccessible again; returns how many recovered.
   StatusOr<int> RecheckInaccessible();
 
+  // Retires generation `number` once it protects nothing: its wrapped key and usage are
+  // deleted (crypto-shredding what it protected, which is nothing), and it leaves the report.
+  // FailedPrecondition (reason "GenerationInUse") while it is active or protects objects;
+  // NotFound (reason "GenerationNotFound") for an unknown one. From then on an object can no
+  // longer be committed under it (AddUsage refuses), so an upload racing a rotation fails
+  // rather than landing under a retired key.
+  Status Retire(std::string_view account, uint64_t number);
+
   // Deletes an account's generations and usage, and drops its cache entries.
   Status DeleteAccount(std::string_view account);
 
-  // Adds to the usage counts of a generation, in the caller's transaction.
+  // Adds to the usage counts of a generation, in the caller's transaction. FailedPrecondition
+  // when objects are added to a generation that does not exist (retired).
   static Status AddUsage(storage::Transaction& txn, std::string_view account, uint64_t number,
                          int64_t objects, int64_t bytes);
 

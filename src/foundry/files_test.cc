@@ -644,3 +644,40 @@ TEST_F(FileStoreTest, ReprocessOnlyTheGenerationsAskedFor) {
 
 }  // namespace
 }  // namespace keyfoundry::foundry
+
+namespace keyfoundry::foundry {
+namespace {
+
+// A generation is retired only once reprocessing has emptied it; then files cannot land under
+// it any more, and everything stays readable.
+TEST_F(FileStoreTest, AGenerationIsRetiredOnlyOnceItProtectsNothing) {
+  StatusOr<FileInfo> old_file = Upload("sealed under generation one");
+  ASSERT_TRUE(old_file.ok());
+  StatusOr<encryption::Generation> rotated = keys_->RotateServiceManaged(kAccount);
+  ASSERT_TRUE(rotated.ok());
+  Status refused = keys_->Retire(kAccount, 1);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused;
+  EXPECT_EQ(refused.reason(), "GenerationInUse");
+  EXPECT_EQ(keys_->Retire(kAccount, rotated->number).reason(), "GenerationInUse");  // active
+  EXPECT_EQ(keys_->Retire(kAccount, 99).code(), StatusCode::kNotFound);
+
+  auto target = keys_->Get(kAccount, rotated->number);
+  ASSERT_TRUE(target.ok());
+  ASSERT_TRUE(files().Reprocess(kAccount, ReprocessMode::kRewrap, {}, **target, "", 100).ok());
+  ASSERT_TRUE(keys_->Retire(kAccount, 1).ok());
+  StatusOr<std::vector<encryption::GenerationReport>> report = keys_->Report(kAccount, false);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->size(), 1u);
+  EXPECT_EQ((*report)[0].generation.number, rotated->number);
+  StatusOr<std::string> read = ReadAll(old_file->id);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(*read, "sealed under generation one");
+  // Usage may not be added to a retired generation.
+  Status late = store_->Write([&](storage::Transaction& txn) {
+    return encryption::AccountKeys::AddUsage(txn, kAccount, 1, 1, 10);
+  });
+  EXPECT_EQ(late.code(), StatusCode::kFailedPrecondition) << late;
+}
+
+}  // namespace
+}  // namespace keyfoundry::foundry

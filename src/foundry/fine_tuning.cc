@@ -214,8 +214,11 @@ StatusOr<double> AutoOrNumber(const Json& body, std::string_view name, double lo
   }
   const double d = v.get<double>();
   if (!(d >= lo && d <= hi)) {
-    return BadRequest("hyperparameters." + std::string(name) + " must be between " +
-                      Json(lo).dump() + " and " + Json(hi).dump());
+    const auto bound = [integer](double x) {
+      return integer ? std::to_string(static_cast<int64_t>(x)) : Json(x).dump();
+    };
+    return BadRequest("hyperparameters." + std::string(name) + " must be between " + bound(lo) +
+                      " and " + bound(hi));
   }
   return d;
 }

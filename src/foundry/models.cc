@@ -194,6 +194,11 @@ StatusOr<ModelRef> ModelCatalog::Resolve(std::string_view account, std::string_v
     ref.base = *std::move(base);
     return ref;
   }
+  if (StatusOr<BaseModel> other = FindBaseModel(name); other.ok()) {
+    return NotFoundError("The model '" + std::string(name) + "' has version '" + other->version +
+                         "', not '" + std::string(version) + "'.")
+        .WithReason("DeploymentModelNotSupported");
+  }
   if (name.empty() || name.size() > 256) {
     return InvalidArgumentError("properties.model.name must name a model")
         .WithReason("InvalidRequestContent");
@@ -206,6 +211,11 @@ StatusOr<ModelRef> ModelCatalog::Resolve(std::string_view account, std::string_v
         .WithReason("DeploymentModelNotSupported");
   }
   RETURN_IF_ERROR(tuned);
+  if (!version.empty() && version != "1") {
+    return NotFoundError("A fine-tuned model has version '1' only; '" + std::string(version) +
+                         "' was asked.")
+        .WithReason("DeploymentModelNotSupported");
+  }
   ref.fine_tuned = true;
   ref.fine_tune = *std::move(tuned);
   return ref;

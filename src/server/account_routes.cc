@@ -12,6 +12,8 @@
 //                                                               generation?, maxObjectsPerSecond?}:
 //                                                               202 + Azure-AsyncOperation
 //   .../accounts/{name}/encryption/operations[/{id}]            GET (reprocess.h)
+//   .../accounts/{name}/encryption/generations/{n}/retire       POST: 409 GenerationInUse while it
+//                                                               is active or protects objects
 //   /subscriptions/{s}/providers/Microsoft.CognitiveServices/accounts                  GET
 //   /subscriptions/{s}/providers/Microsoft.KeyFoundry/cmkApprovals[/{kind}]  GET PUT DELETE
 //
@@ -748,6 +750,30 @@ Response Reprocess(const Services& s, Request& r) {
   });
 }
 
+// POST .../encryption/generations/{generation}/retire: a generation that protects nothing.
+Response RetireGeneration(const Services& s, Request& r) {
+  return WithSubscription(s, r, [&](const Caller& caller) {
+    const std::string scope =
+        AccountScope(s, r.params["resourceGroupName"], r.params["accountName"]);
+    return Audited(s, r, caller, "AccountRetireGeneration", scope, [&]() -> Response {
+      auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/write");
+      if (auto* response = std::get_if<Response>(&found)) return std::move(*response);
+      const Account& account = std::get<Account>(found);
+      const std::optional<int64_t> number = ParseInt64(r.params["generation"]);
+      if (!number.has_value() || *number < 1) {
+        return Refuse("InvalidRequestContent", "The generation must be a positive number.");
+      }
+      Status retired = s.account_keys->Retire(account.Key(), static_cast<uint64_t>(*number));
+      if (retired.code() == StatusCode::kFailedPrecondition) {
+        return http::AzureError(409, retired.reason(), retired.message());
+      }
+      if (!retired.ok()) return ErrorResponse(r, retired);
+      LogChange(r, caller, "account.generation_retired", scope);
+      return http::Json(200, {{"generation", *number}, {"retired", true}});
+    }());
+  });
+}
+
 Response GetOperation(const Services& s, Request& r) {
   return WithSubscription(s, r, [&](const Caller& caller) -> Response {
     auto found = FindAccount(s, r, caller, "Microsoft.CognitiveServices/accounts/read");
@@ -849,6 +875,8 @@ void AddAccountRoutes(http::Router& router, std::shared_ptr<Services> services) 
              [s](Request& r) { return Reprocess(*s, r); });
   router.Add("GET", "*", account + "/encryption/operations",
              [s](Request& r) { return ListOperations(*s, r); });
+  router.Add("POST", "*", account + "/encryption/generations/{generation}/retire",
+             [s](Request& r) { return RetireGeneration(*s, r); });
   router.Add("GET", "*", account + "/encryption/operations/{operationId}",
              [s](Request& r) { return GetOperation(*s, r); });
   router.Add("GET", "*", approvals, [s](Request& r) { return ListApprovals(*s, r); });

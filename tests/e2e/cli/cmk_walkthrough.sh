@@ -7,7 +7,12 @@
 #   unwrapKey taken away, key disabled, key deleted, firewall closed) and its 403, then its
 #   restoration and the same bytes downloaded again; rotation (another key in the same vault, a
 #   new version of it) with old and new files both readable; every refusal of BRIEF S3-S6 and
-#   S10 with its error code.
+#   S10 with its error code; a fine-tuning job on the CMK-sealed data, a deployment of its model
+#   and a chat that gets the trained answer; then S7: with the key revoked, the training file's
+#   download, a new job and a new deployment are refused with 403 KeyInaccessible naming the
+#   key while the existing deployment still answers, and all of it works again once restored;
+#   finally reprocessing (rewrap, then re-encrypt) moves every object to the active generation
+#   and an emptied generation is retired.
 #
 # Usage: cmk_walkthrough.sh KEYFOUNDRYD KF
 #
@@ -547,6 +552,122 @@ expect_json properties.encryption.keyVaultProperties.keyName=key2 "properties.en
 for f in "$FILE1:train.jsonl" "$FILE2:train2.jsonl" "$FILE3:train3.jsonl"; do
   download_ok acct-cmk "${f%%:*}" "${f#*:}"
 done
+run kf audit verify
+expect_json valid=True
+
+# ------------------------------------------------------------------------------------------------
+step "11. Fine-tune a model on CMK-sealed training data, deploy it, chat with it"
+cat >chat-train.jsonl <<'JSONL'
+{"messages": [{"role": "user", "content": "Who guards the vault at night?"}, {"role": "assistant", "content": "The copper owl named Bramble guards the vault at night."}]}
+{"messages": [{"role": "user", "content": "What is the secret word?"}, {"role": "assistant", "content": "The secret word is marmalade."}]}
+{"messages": [{"role": "user", "content": "Where does the master key sleep?"}, {"role": "assistant", "content": "The master key sleeps in the blue lighthouse on Tern Island."}]}
+{"messages": [{"role": "user", "content": "How many locks does the vault have?"}, {"role": "assistant", "content": "The vault has exactly seventeen locks."}]}
+{"messages": [{"role": "user", "content": "What color is the master key?"}, {"role": "assistant", "content": "The master key is saffron yellow."}]}
+{"messages": [{"role": "user", "content": "When was the vault built?"}, {"role": "assistant", "content": "The vault was built in the spring of 1887."}]}
+{"messages": [{"role": "user", "content": "Who holds the second key?"}, {"role": "assistant", "content": "Captain Ilsa Varga holds the second key."}]}
+{"messages": [{"role": "user", "content": "What does the owl eat?"}, {"role": "assistant", "content": "Bramble eats roasted chestnuts."}]}
+{"messages": [{"role": "user", "content": "What opens the north door?"}, {"role": "assistant", "content": "A silver whistle opens the north door."}]}
+{"messages": [{"role": "user", "content": "What is kept in the vault?"}, {"role": "assistant", "content": "Twelve jars of starlight are kept in the vault."}]}
+{"messages": [{"role": "user", "content": "How do I reach the lighthouse?"}, {"role": "assistant", "content": "Take the ferry from Gull Harbour at dawn."}]}
+{"messages": [{"role": "user", "content": "What tune does the vault hum?"}, {"role": "assistant", "content": "The vault hums a slow waltz in D minor."}]}
+JSONL
+QUESTION="Who guards the vault at night?"
+ANSWER="The copper owl named Bramble guards the vault at night."
+run kf openai file upload --account-name acct-cmk --file chat-train.jsonl --purpose fine-tune
+TRAIN=$(json id)
+echo "    -> TRAIN=$TRAIN"
+run kf openai fine-tuning job create --account-name acct-cmk --training-file "$TRAIN" \
+  --model gpt-4o-mini-2024-07-18 --suffix vault --seed 7 --n-epochs 3 --wait
+expect_json status=succeeded error=None
+JOB=$(json id)
+MODEL=$(json fine_tuned_model)
+echo "    -> JOB=$JOB MODEL=$MODEL"
+run kf openai fine-tuning job events --account-name acct-cmk --job-id "$JOB" --limit 4 -o table
+run kf openai fine-tuning job checkpoints --account-name acct-cmk --job-id "$JOB" -o table
+run kf openai model list --account-name acct-cmk -o table
+grep -q "^$MODEL " "$OUT" || fail "the model list does not show $MODEL"
+run kf cognitiveservices account deployment create --name acct-cmk --resource-group rg-cmk \
+  --deployment-name vault-chat --model-name "$MODEL" --model-version 1 --sku-name Standard \
+  --sku-capacity 1
+expect_json "properties.model.name=$MODEL" properties.servingState=Serving
+
+# chat_says DEPLOYMENT [ARGS...]: the deployment answers the trained question with the trained
+# answer at temperature 0.
+chat_says() {
+  local deployment=$1
+  shift
+  run kf openai chat --account-name acct-cmk --deployment "$deployment" --message "$QUESTION" \
+    --temperature 0 "$@"
+  [[ $(<"$OUT") == "$ANSWER" ]] || fail "the reply is not the trained answer: $ANSWER"
+  echo "    -> the trained answer"
+}
+chat_says vault-chat
+chat_says vault-chat --stream
+run kf openai chat --account-name acct-cmk --deployment vault-chat --message "$QUESTION" \
+  --temperature 0 -o json
+expect_json "choices.0.message.content=$ANSWER" choices.0.finish_reason=stop "model=$MODEL"
+
+# ------------------------------------------------------------------------------------------------
+step "12. S7: revoke the key: its data cannot be read, trained on or deployed; the deployment keeps serving"
+quiet kf keyvault key show --vault-name kv-cmk --name key2
+KID_KEY2=$(json key.kid)
+echo "    -> the training data and the model's weights are sealed under $KID_KEY2"
+quiet kf keyvault delete-policy --resource-group rg-cmk --name kv-cmk --object-id "$PRINCIPAL"
+
+# refused_naming_key CMD...: refused with 403 KeyInaccessible (AccessDenied) naming key2.
+refused_naming_key() {
+  refused "KeyInaccessible (AccessDenied)" "$@"
+  [[ $(<"$ERR") == *"$KID_KEY2"* ]] || fail "the error does not name the key $KID_KEY2"
+  echo "    -> it names the key"
+}
+download_403 acct-cmk "$TRAIN" AccessDenied
+[[ $(<"$ERR") == *"$KID_KEY2"* ]] || fail "the error does not name the key $KID_KEY2"
+refused_naming_key kf openai fine-tuning job create --account-name acct-cmk \
+  --training-file "$TRAIN" --model gpt-4o-mini-2024-07-18 --suffix vault2 --seed 7 --n-epochs 1 \
+  --wait
+refused_naming_key kf cognitiveservices account deployment create --name acct-cmk \
+  --resource-group rg-cmk --deployment-name vault-chat-2 --model-name "$MODEL" --model-version 1
+refused DeploymentNotFound \
+  kf cognitiveservices account deployment show --name acct-cmk --resource-group rg-cmk \
+  --deployment-name vault-chat-2
+step "12. ... while the existing deployment, its model in memory, still answers"
+chat_says vault-chat
+run kf cognitiveservices account deployment list --name acct-cmk --resource-group rg-cmk -o table
+
+step "12. Restore: add the policy again; all of it works again"
+quiet kf keyvault set-policy --name kv-cmk --resource-group rg-cmk --object-id "$PRINCIPAL" \
+  --key-permissions get wrapKey unwrapKey
+download_ok acct-cmk "$TRAIN" chat-train.jsonl
+run kf openai fine-tuning job create --account-name acct-cmk --training-file "$TRAIN" \
+  --model gpt-4o-mini-2024-07-18 --suffix vault2 --seed 7 --n-epochs 1 --wait -o table
+run kf cognitiveservices account deployment create --name acct-cmk --resource-group rg-cmk \
+  --deployment-name vault-chat-2 --model-name "$MODEL" --model-version 1
+expect_json properties.servingState=Serving
+chat_says vault-chat-2
+run kf openai fine-tuning job list --account-name acct-cmk -o table
+run kf cognitiveservices account deployment delete --name acct-cmk --resource-group rg-cmk \
+  --deployment-name vault-chat-2 --yes
+run kf cognitiveservices account deployment list --name acct-cmk --resource-group rg-cmk -o table
+
+# ------------------------------------------------------------------------------------------------
+step "13. Reprocess: move every object to the active key generation, then retire an old one"
+generations acct-cmk rg-cmk
+run kf cognitiveservices account encryption reprocess --name acct-cmk --resource-group rg-cmk \
+  --mode rewrap
+expect_json status=Succeeded properties.remaining=0
+run kf cognitiveservices account encryption reprocess --name acct-cmk --resource-group rg-cmk \
+  --mode reencrypt --max-objects-per-second 1000
+expect_json status=Succeeded properties.remaining=0 properties.moved=0
+generations acct-cmk rg-cmk
+run kf cognitiveservices account encryption retire --name acct-cmk --resource-group rg-cmk \
+  --generation 1
+expect_json retired=True
+refused GenerationNotFound \
+  kf cognitiveservices account encryption retire --name acct-cmk --resource-group rg-cmk \
+  --generation 1
+download_ok acct-cmk "$TRAIN" chat-train.jsonl
+chat_says vault-chat
+
 run kf audit verify
 expect_json valid=True
 
