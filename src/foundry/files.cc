@@ -680,6 +680,7 @@ StatusOr<std::vector<FileStore::RewrapChange>> FileStore::PrepareRewrap(
     ASSIGN_OR_RETURN(change.info.key_block,
                      encryption::RewrapKeyBlock(change.info.key_block, header, *from, to));
     change.info.generation = to.generation();
+    change.record = Encode(change.info).dump();
     if (c.legacy) change.legacy_content = std::move(c.content);
     changes.push_back(std::move(change));
   }
@@ -696,8 +697,7 @@ Status FileStore::ApplyRewrap(std::string_view account, const std::vector<Rewrap
     bytes = 0;
     std::map<uint64_t, std::pair<int64_t, int64_t>> deltas;
     for (const RewrapChange& change : changes) {
-      Status updated =
-          txn.Update(kTable, change.key, AsBytes(Encode(change.info).dump()), change.version);
+      Status updated = txn.Update(kTable, change.key, AsBytes(change.record), change.version);
       if (updated.code() == StatusCode::kAborted || updated.code() == StatusCode::kNotFound) {
         continue;  // changed or deleted meanwhile: left to the next run
       }

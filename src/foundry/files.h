@@ -206,6 +206,7 @@ class FileStore {
     int64_t version = 0;  // as read: the write skips the file if it changed since
     uint64_t old_generation = 0;
     FileInfo info;  // with the new key block and generation
+    std::string record;  // `info` encoded, ready to write (encoded off the writer's path)
     std::optional<Bytes> legacy_content;  // a version-1 small file's, moving to its table
   };
   StatusOr<std::vector<Candidate>> ReadCandidates(std::string_view account,
