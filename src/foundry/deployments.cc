@@ -3,6 +3,7 @@
 #include "common/bytes.h"
 #include "common/logging.h"
 #include "common/strings.h"
+#include "storage/scan.h"
 
 namespace keyfoundry::foundry {
 namespace {
@@ -229,17 +230,11 @@ StatusOr<std::vector<Deployment>> Deployments::List(std::string_view account) co
   std::vector<Deployment> out;
   RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
     out.clear();
-    std::string after;
-    for (;;) {
-      ASSIGN_OR_RETURN(std::vector<Record> page,
-                       txn.Scan(kTable, std::string(account) + "/", after, storage::kMaxScanLimit));
-      for (const Record& r : page) {
-        ASSIGN_OR_RETURN(Deployment d, Decode(r));
-        out.push_back(std::move(d));
-      }
-      if (page.size() < storage::kMaxScanLimit) return OkStatus();
-      after = page.back().key;
-    }
+    return storage::ScanAll(txn, kTable, std::string(account) + "/", [&](const Record& r) -> Status {
+      ASSIGN_OR_RETURN(Deployment d, Decode(r));
+      out.push_back(std::move(d));
+      return OkStatus();
+    });
   }));
   return out;
 }
@@ -308,16 +303,11 @@ StatusOr<int> Deployments::LoadAll() {
   std::vector<Deployment> all;
   RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
     all.clear();
-    std::string after;
-    for (;;) {
-      ASSIGN_OR_RETURN(std::vector<Record> page, txn.Scan(kTable, "", after, storage::kMaxScanLimit));
-      for (const Record& r : page) {
-        ASSIGN_OR_RETURN(Deployment d, Decode(r));
-        all.push_back(std::move(d));
-      }
-      if (page.size() < storage::kMaxScanLimit) return OkStatus();
-      after = page.back().key;
-    }
+    return storage::ScanAll(txn, kTable, "", [&](const Record& r) -> Status {
+      ASSIGN_OR_RETURN(Deployment d, Decode(r));
+      all.push_back(std::move(d));
+      return OkStatus();
+    });
   }));
   int failed = 0;
   for (const Deployment& d : all) {

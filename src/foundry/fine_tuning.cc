@@ -13,6 +13,7 @@
 #include "common/logging.h"
 #include "crypto/random.h"
 #include "foundry/language_model.h"
+#include "storage/scan.h"
 
 namespace keyfoundry::foundry {
 namespace {
@@ -381,18 +382,11 @@ Status FineTuning::Start() {
   std::vector<std::pair<std::string, FineTuningJob>> unfinished;
   RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
     unfinished.clear();
-    std::string after;
-    for (;;) {
-      ASSIGN_OR_RETURN(std::vector<Record> page, txn.Scan(kJobs, "", after, storage::kMaxScanLimit));
-      for (const Record& r : page) {
-        ASSIGN_OR_RETURN(FineTuningJob job, DecodeJob(r));
-        if (IsFinished(job.status)) continue;
-        const size_t slash = r.key.rfind('/');
-        unfinished.emplace_back(r.key.substr(0, slash), std::move(job));
-      }
-      if (page.size() < storage::kMaxScanLimit) return OkStatus();
-      after = page.back().key;
-    }
+    return storage::ScanAll(txn, kJobs, "", [&](const Record& r) -> Status {
+      ASSIGN_OR_RETURN(FineTuningJob job, DecodeJob(r));
+      if (!IsFinished(job.status)) unfinished.emplace_back(r.key.substr(0, r.key.rfind('/')), job);
+      return OkStatus();
+    });
   }));
   for (auto& entry : unfinished) {
     const std::string& account = entry.first;
@@ -400,13 +394,9 @@ Status FineTuning::Start() {
     std::vector<std::string> weights;
     RETURN_IF_ERROR(store_.Write([&](Transaction& txn) -> Status {
       ASSIGN_OR_RETURN(weights, ModelCatalog::UnregisterJob(txn, account, job.id));
-      const std::string prefix = JobKey(account, job.id) + "/";
-      for (;;) {
-        ASSIGN_OR_RETURN(std::vector<Record> page,
-                         txn.Scan(kCheckpoints, prefix, "", storage::kMaxScanLimit));
-        for (const Record& r : page) RETURN_IF_ERROR(txn.Delete(kCheckpoints, r.key));
-        if (page.size() < storage::kMaxScanLimit) break;
-      }
+      ASSIGN_OR_RETURN(std::vector<std::string> keys,
+                       storage::ScanKeys(txn, kCheckpoints, JobKey(account, job.id) + "/"));
+      for (const std::string& key : keys) RETURN_IF_ERROR(txn.Delete(kCheckpoints, key));
       return OkStatus();
     }));
     for (const std::string& file : weights) {
@@ -685,15 +675,9 @@ StatusOr<FineTuningJob> FineTuning::Cancel(std::string_view account, std::string
 Status FineTuning::DeleteAccount(std::string_view account) {
   std::vector<std::string> jobs;
   RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
-    jobs.clear();
-    std::string after;
-    for (;;) {
-      ASSIGN_OR_RETURN(std::vector<Record> page,
-                       txn.Scan(kJobs, Prefix(account), after, storage::kMaxScanLimit));
-      for (const Record& r : page) jobs.push_back(r.key.substr(Prefix(account).size()));
-      if (page.size() < storage::kMaxScanLimit) return OkStatus();
-      after = page.back().key;
-    }
+    ASSIGN_OR_RETURN(jobs, storage::ScanKeys(txn, kJobs, Prefix(account)));
+    for (std::string& job : jobs) job.erase(0, Prefix(account).size());
+    return OkStatus();
   }));
   {
     std::lock_guard lock(mu_);
@@ -702,12 +686,9 @@ Status FineTuning::DeleteAccount(std::string_view account) {
   for (const std::string& job : jobs) {
     RETURN_IF_ERROR(store_.Write([&](Transaction& txn) -> Status {
       for (std::string_view table : {kEvents, kCheckpoints}) {
-        for (;;) {
-          ASSIGN_OR_RETURN(std::vector<Record> page,
-                           txn.Scan(table, JobKey(account, job) + "/", "", storage::kMaxScanLimit));
-          for (const Record& r : page) RETURN_IF_ERROR(txn.Delete(table, r.key));
-          if (page.size() < storage::kMaxScanLimit) break;
-        }
+        ASSIGN_OR_RETURN(std::vector<std::string> keys,
+                         storage::ScanKeys(txn, table, JobKey(account, job) + "/"));
+        for (const std::string& key : keys) RETURN_IF_ERROR(txn.Delete(table, key));
       }
       Status deleted = txn.Delete(kJobs, JobKey(account, job));
       return deleted.code() == StatusCode::kNotFound ? OkStatus() : deleted;

@@ -5,6 +5,7 @@
 #include "common/bytes.h"
 #include "common/logging.h"
 #include "common/secret_bytes.h"
+#include "storage/scan.h"
 
 namespace keyfoundry::foundry {
 namespace {
@@ -53,18 +54,10 @@ StatusOr<FineTunedModel> Decode(const Record& record) {
 
 template <typename Fn>
 Status ForEachModel(Transaction& txn, std::string_view account, Fn fn) {
-  const std::string prefix = Prefix(account);
-  std::string after;
-  for (;;) {
-    ASSIGN_OR_RETURN(std::vector<Record> page,
-                     txn.Scan(kTable, prefix, after, storage::kMaxScanLimit));
-    for (const Record& r : page) {
-      ASSIGN_OR_RETURN(FineTunedModel m, Decode(r));
-      RETURN_IF_ERROR(fn(r, m));
-    }
-    if (page.size() < storage::kMaxScanLimit) return OkStatus();
-    after = page.back().key;
-  }
+  return storage::ScanAll(txn, kTable, Prefix(account), [&](const Record& r) -> Status {
+    ASSIGN_OR_RETURN(FineTunedModel m, Decode(r));
+    return fn(r, m);
+  });
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "common/encoding.h"
 #include "common/logging.h"
 #include "crypto/random.h"
+#include "storage/scan.h"
 
 namespace keyfoundry::foundry {
 namespace {
@@ -197,17 +198,13 @@ Status Reprocessor::Start() {
   std::vector<Work> unfinished;
   RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
     unfinished.clear();
-    std::string after;
-    for (;;) {
-      ASSIGN_OR_RETURN(std::vector<Record> page, txn.Scan(kTable, "", after, storage::kMaxScanLimit));
-      for (const Record& r : page) {
-        ASSIGN_OR_RETURN(ReprocessOperation op, Decode(r));
-        if (op.status != OperationStatus::kInProgress) continue;
+    return storage::ScanAll(txn, kTable, "", [&](const Record& r) -> Status {
+      ASSIGN_OR_RETURN(ReprocessOperation op, Decode(r));
+      if (op.status == OperationStatus::kInProgress) {
         unfinished.push_back({r.key.substr(0, r.key.rfind('/')), op.id});
       }
-      if (page.size() < storage::kMaxScanLimit) return OkStatus();
-      after = page.back().key;
-    }
+      return OkStatus();
+    });
   }));
   std::lock_guard lock(mu_);
   for (Work& w : unfinished) queue_.push_back(std::move(w));
@@ -318,17 +315,11 @@ StatusOr<std::vector<ReprocessOperation>> Reprocessor::List(std::string_view acc
   std::vector<ReprocessOperation> out;
   RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
     out.clear();
-    std::string after;
-    for (;;) {
-      ASSIGN_OR_RETURN(std::vector<Record> page,
-                       txn.Scan(kTable, std::string(account) + "/", after, storage::kMaxScanLimit));
-      for (const Record& r : page) {
-        ASSIGN_OR_RETURN(ReprocessOperation op, Decode(r));
-        out.push_back(std::move(op));
-      }
-      if (page.size() < storage::kMaxScanLimit) return OkStatus();
-      after = page.back().key;
-    }
+    return storage::ScanAll(txn, kTable, std::string(account) + "/", [&](const Record& r) -> Status {
+      ASSIGN_OR_RETURN(ReprocessOperation op, Decode(r));
+      out.push_back(std::move(op));
+      return OkStatus();
+    });
   }));
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.started_at > b.started_at; });

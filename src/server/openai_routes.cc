@@ -151,8 +151,9 @@ Response NoSuchFile(std::string_view id) {
   return OpenAiError(404, "NotFound", "No file '" + std::string(id) + "' in this account.");
 }
 
-void AuditFileUse(const Services& s, const Request& r, const Authenticated& who,
-                  std::string_view operation, std::string_view file_id, int status) {
+// A use of the account's data (`resource` below the account's id) in the audit trail.
+void AuditUse(const Services& s, const Request& r, const Authenticated& who,
+              std::string_view operation, const std::string& resource, int status) {
   if (s.audit == nullptr) return;
   audit::AuditEvent event;
   event.operation = std::string(operation);
@@ -160,11 +161,16 @@ void AuditFileUse(const Services& s, const Request& r, const Authenticated& who,
   event.caller_object_id = who.object_id.empty() ? "api-key" : who.object_id;
   event.caller_app_id = who.app_id;
   event.client_address = r.remote_address;
-  event.resource_id = who.account.ResourceId() + "/files/" + std::string(file_id);
+  event.resource_id = who.account.ResourceId() + resource;
   event.result = status < 400 ? "Success" : "Failure";
   event.status = status;
   event.correlation_id = r.request_id;
   (void)s.audit->Record(std::move(event));
+}
+
+void AuditFileUse(const Services& s, const Request& r, const Authenticated& who,
+                  std::string_view operation, std::string_view file_id, int status) {
+  AuditUse(s, r, who, operation, "/files/" + std::string(file_id), status);
 }
 
 // --- upload
@@ -473,18 +479,7 @@ Response ListJson(Json data, bool has_more) {
 
 void AuditJobUse(const Services& s, const Request& r, const Authenticated& who,
                  std::string_view operation, std::string_view job, int status) {
-  if (s.audit == nullptr) return;
-  audit::AuditEvent event;
-  event.operation = std::string(operation);
-  event.category = "AIDataPlane";
-  event.caller_object_id = who.object_id.empty() ? "api-key" : who.object_id;
-  event.caller_app_id = who.app_id;
-  event.client_address = r.remote_address;
-  event.resource_id = who.account.ResourceId() + "/fineTuningJobs/" + std::string(job);
-  event.result = status < 400 ? "Success" : "Failure";
-  event.status = status;
-  event.correlation_id = r.request_id;
-  (void)s.audit->Record(std::move(event));
+  AuditUse(s, r, who, operation, "/fineTuningJobs/" + std::string(job), status);
 }
 
 Response CreateJob(const Services& s, Request& r) {
