@@ -18,6 +18,9 @@ packages=(
   # end-to-end tests with the official Azure SDKs (tests/e2e): Python's from Debian, run with
   # /usr/bin/python3; JavaScript's from npm (below)
   python3-azure python3-cryptography nodejs
+  # the portal's browser tests (tests/e2e/portal): Chromium driven by playwright-core (npm,
+  # below), trusting the deployment's CA through an NSS database made with certutil
+  chromium libnss3-tools
 )
 # NodeSource's nodejs package ships npm itself and conflicts with Debian's npm package: ask for
 # the latter only when there is no npm at all.
@@ -37,7 +40,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The JavaScript SDK for tests/e2e/js, exactly as package-lock.json pins it. npm ci writes
+# The JavaScript SDKs and playwright-core for tests/e2e/js and tests/e2e/portal, exactly as
+# package-lock.json pins them. npm ci writes
 # node_modules/.package-lock.json, so a lock changed since (a pull, a checkout) is newer.
 js_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/e2e/js"
 if [[ ! -f "$js_dir/node_modules/.package-lock.json" ||

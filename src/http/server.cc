@@ -76,6 +76,8 @@ constexpr std::string_view kServerHeaders[] = {
     "x-ms-client-request-id",
     "keep-alive",
     "x-content-type-options",
+    "access-control-allow-origin",
+    "access-control-expose-headers",
 };
 
 bool IsTokenChar(char c) {
@@ -262,6 +264,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool KeepAlive() const { return stream_parser_->get().keep_alive() && !server_->stopping_; }
   void OnReadError(beast::error_code ec);
   void Respond(Response response, bool keep_alive);
+  std::optional<Response> PreflightResponse() const;
   template <typename Message>
   void SetHeaders(Message& message, const Response& response, bool keep_alive);
   void WriteStreamPiece(bool keep_alive);
@@ -319,6 +322,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   RouteMatch match_;
   std::string method_label_;
   std::string client_request_id_;
+  std::string cors_origin_;  // the request's Origin when CorsOptions::allow_origin allows it
   bhttp::response<bhttp::empty_body> continue_{bhttp::status::continue_, 11};
   bhttp::response<bhttp::string_body> response_;
   // A streamed response: its message, serializer, source and progress.
@@ -399,6 +403,7 @@ void Connection::StartRequest() {
   match_ = RouteMatch();
   method_label_ = "OTHER";
   client_request_id_.clear();
+  cors_origin_.clear();
   parser_.reset();
   stream_parser_.reset();
   consumer_.reset();
@@ -433,6 +438,10 @@ void Connection::OnHeader(beast::error_code ec, size_t) {
   request_.target = ToString(header.target());
   if (auto id = header.find("x-ms-client-request-id"); id != header.end()) {
     client_request_id_ = ToString(id->value());
+  }
+  if (options_.cors.allow_origin && header.count(bhttp::field::origin) == 1) {
+    std::string origin = ToString(header[bhttp::field::origin]);
+    if (options_.cors.allow_origin(origin)) cors_origin_ = std::move(origin);
   }
   auto bad_request = [&](std::string message) {
     Respond(AzureError(400, "BadRequest", std::move(message)), false);
@@ -659,6 +668,9 @@ void Connection::OnBody(beast::error_code ec, size_t) {
   }
   request_.body = std::move(message.body());
   const bool keep_alive = message.keep_alive();
+  if (std::optional<Response> preflight = PreflightResponse()) {
+    return Respond(*std::move(preflight), keep_alive && !server_->stopping_);
+  }
   Response response;
   switch (match_.kind) {
     case MatchKind::kFound:
@@ -691,6 +703,27 @@ void Connection::OnBody(beast::error_code ec, size_t) {
       break;
   }
   Respond(std::move(response), keep_alive && !server_->stopping_);
+}
+
+// The answer to a CORS preflight (server.h): an OPTIONS request, with no OPTIONS route of its
+// own, from an allowed origin, asking for a method routed on this host and path. nullopt for
+// anything else, which is then routed as usual.
+std::optional<Response> Connection::PreflightResponse() const {
+  if (cors_origin_.empty() || request_.method != "OPTIONS" || match_.kind == MatchKind::kFound) {
+    return std::nullopt;
+  }
+  const std::optional<std::string_view> asked = request_.Header("Access-Control-Request-Method");
+  if (!asked.has_value() ||
+      server_->router_->Match(*asked, request_.host, request_.path).kind != MatchKind::kFound) {
+    return std::nullopt;
+  }
+  Response response = Text(204, "", "");
+  response.headers = {
+      {"Access-Control-Allow-Methods", std::string(*asked)},
+      {"Access-Control-Allow-Headers", options_.cors.allow_headers},
+      {"Access-Control-Max-Age", std::to_string(options_.cors.max_age.count())},
+  };
+  return response;
 }
 
 // A read failed: answer what can be answered, then close. The stream cannot be resynchronised
@@ -805,6 +838,11 @@ void Connection::SetHeaders(Message& message, const Response& response, bool kee
   message.set("x-content-type-options", "nosniff");
   message.set("x-ms-request-id", request_.request_id);
   if (!client_request_id_.empty()) message.set("x-ms-client-request-id", client_request_id_);
+  if (options_.cors.allow_origin) message.insert(bhttp::field::vary, "Origin");
+  if (!cors_origin_.empty()) {
+    message.set(bhttp::field::access_control_allow_origin, cors_origin_);
+    message.set(bhttp::field::access_control_expose_headers, options_.cors.expose_headers);
+  }
   message.keep_alive(keep_alive);
 }
 

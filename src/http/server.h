@@ -52,6 +52,19 @@
 // answered (with "Connection: close") until `drain` has passed, then close whatever remains and
 // join the threads. Call it from a thread of your own, never from a handler.
 //
+// Cross-origin calls (CORS), as Azure Key Vault answers them, for browser pages served from
+// another origin (the portal calls each vault's own host). Only when ServerOptions::cors has an
+// allow_origin, and only for a request whose Origin header it allows:
+//   - a preflight (OPTIONS with Access-Control-Request-Method) for a method that has a route on
+//     that host and path is answered 204 by the server itself, before any handler or
+//     authentication, with Access-Control-Allow-Origin (the origin echoed), -Allow-Methods (the
+//     method asked), -Allow-Headers, -Max-Age;
+//   - every other response carries Access-Control-Allow-Origin and -Expose-Headers.
+// A preflight from another origin, or for a route that does not exist, is routed as any
+// OPTIONS request (404 or 405), without CORS headers, so the browser refuses the call. With
+// CORS on, every response carries "Vary: Origin". No Access-Control-Allow-Credentials: callers
+// send bearer tokens themselves, never cookies.
+//
 // Errors: Start fails with InvalidArgument for unusable options (a timeout, thread count or
 // limit that is not positive) or certificate/key, Unavailable when it cannot listen. Nothing a
 // client sends makes the server fail.
@@ -61,8 +74,10 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/secret_bytes.h"
 #include "common/status.h"
@@ -70,6 +85,17 @@
 #include "http/router.h"
 
 namespace keyfoundry::http {
+
+struct CorsOptions {
+  // Whether a page of `origin` (the Origin header as sent, e.g. "https://127.0.0.1:8443") may
+  // call. Null: CORS is off. Called on I/O threads, concurrently: keep it cheap and thread-safe.
+  std::function<bool(std::string_view origin)> allow_origin;
+  std::string allow_headers = "Authorization, Content-Type, x-ms-client-request-id";
+  std::string expose_headers =
+      "x-ms-request-id, x-ms-client-request-id, WWW-Authenticate, Azure-AsyncOperation, "
+      "Location, Retry-After, Content-Range";
+  std::chrono::seconds max_age{600};
+};
 
 struct ServerOptions {
   std::string listen_host = "127.0.0.1";        // an IP address, or a name resolved once at Start
@@ -87,6 +113,7 @@ struct ServerOptions {
   // Where the server records its metrics; a new Metrics when null. Pass one in to register a
   // /metrics route (rendering it) on the router before the server starts.
   std::shared_ptr<Metrics> metrics;
+  CorsOptions cors;  // off by default
 };
 
 class HttpsServer {

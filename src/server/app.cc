@@ -285,6 +285,7 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   AddVaultManagementRoutes(*router, services);
   AddAccountRoutes(*router, services);
   AddOpenAiRoutes(*router, services);
+  AddPortalRoutes(*router, services);
 
   http::ServerOptions options;
   options.listen_host = config.listen_host;
@@ -297,6 +298,9 @@ StatusOr<std::unique_ptr<App>> App::Start(const Config& config,
   options.idle_timeout = std::chrono::seconds(config.limits.idle_timeout_seconds);
   options.threads = static_cast<int>(config.threads);
   options.io_threads = static_cast<int>(config.io_threads);
+  options.cors.allow_origin = [services](std::string_view origin) {
+    return IsPortalOrigin(*services, origin);
+  };
   ASSIGN_OR_RETURN(impl->server, http::HttpsServer::Start(std::move(options), router));
 
   // The issuer names the server's own URL, which needs the port it got.

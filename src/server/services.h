@@ -145,6 +145,12 @@ void AddAccountRoutes(http::Router& router, std::shared_ptr<Services> services);
 // The OpenAI-compatible data plane on {account}.openai.DOMAIN and /accounts/{account}: files,
 // fine-tuning jobs, models, chat and text completions.
 void AddOpenAiRoutes(http::Router& router, std::shared_ptr<Services> services);
+// The web portal (web/, compiled in): GET / and GET /portal/{file...} (docs/portal.md).
+void AddPortalRoutes(http::Router& router, std::shared_ptr<Services> services);
+// Whether a browser page of `origin` is the portal (the server's own addresses: 127.0.0.1,
+// localhost, [::1], the domain, with its port), which CORS lets call the vault hosts. False
+// until the server is ready. Thread-safe.
+bool IsPortalOrigin(const Services& services, std::string_view origin);
 
 }  // namespace keyfoundry::server
 

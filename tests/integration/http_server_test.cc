@@ -826,5 +826,115 @@ TEST_F(HttpServerTest, StartFailsWhenThePortIsTaken) {
             StatusCode::kUnavailable);
 }
 
+// CORS (server.h): the portal's origin may call a vault's host; nobody else gets the headers.
+constexpr char kPortalOrigin[] = "https://portal.localhost:8443";
+
+void AllowPortalOrigin(ServerOptions& options) {
+  options.cors.allow_origin = [](std::string_view origin) { return origin == kPortalOrigin; };
+}
+
+ClientRequest OnVaultHost(ClientRequest request, uint16_t port, std::string path) {
+  request.url = "https://myvault.vault.localhost:" + std::to_string(port) + path;
+  request.connect_address = "127.0.0.1";
+  return request;
+}
+
+TEST_F(HttpServerTest, CorsPreflightForARoutedMethodIsAnsweredBeforeAnyHandler) {
+  StartServer(AllowPortalOrigin);
+  ClientRequest preflight = OnVaultHost(Req("OPTIONS", ""), server_->port(), "/keys/k1");
+  preflight.headers = {{"Origin", kPortalOrigin},
+                       {"Access-Control-Request-Method", "GET"},
+                       {"Access-Control-Request-Headers", "authorization,x-ms-client-request-id"}};
+  const ClientResponse response = Send(preflight);
+  EXPECT_EQ(response.status, 204) << response.body;
+  EXPECT_EQ(response.body, "");
+  EXPECT_EQ(response.Header("Access-Control-Allow-Origin"), kPortalOrigin);
+  EXPECT_EQ(response.Header("Access-Control-Allow-Methods"), "GET");
+  const std::string allowed(response.Header("Access-Control-Allow-Headers").value_or(""));
+  for (const char* name : {"Authorization", "Content-Type", "x-ms-client-request-id"}) {
+    EXPECT_NE(allowed.find(name), std::string::npos) << name;
+  }
+  EXPECT_EQ(response.Header("Access-Control-Max-Age"), "600");
+  EXPECT_EQ(response.Header("Vary"), "Origin");
+  EXPECT_FALSE(response.Header("Access-Control-Allow-Credentials").has_value());
+  EXPECT_TRUE(response.Header("x-ms-request-id").has_value());
+}
+
+TEST_F(HttpServerTest, CorsPreflightForNoRouteOrAnUnroutedMethodIsRoutedAsUsual) {
+  StartServer(AllowPortalOrigin);
+  ClientRequest nothing = Req("OPTIONS", "/nothing");
+  nothing.headers = {{"Origin", kPortalOrigin}, {"Access-Control-Request-Method", "GET"}};
+  const ClientResponse not_found = Send(nothing);
+  EXPECT_EQ(not_found.status, 404);
+  EXPECT_EQ(ErrorOf(not_found)["code"], "NotFound");
+
+  ClientRequest put = Req("OPTIONS", "/hello");
+  put.headers = {{"Origin", kPortalOrigin}, {"Access-Control-Request-Method", "PUT"}};
+  const ClientResponse not_allowed = Send(put);
+  EXPECT_EQ(not_allowed.status, 405);
+  EXPECT_FALSE(not_allowed.Header("Access-Control-Allow-Methods").has_value());
+
+  // Without Access-Control-Request-Method it is no preflight.
+  ClientRequest plain = Req("OPTIONS", "/hello");
+  plain.headers = {{"Origin", kPortalOrigin}};
+  EXPECT_EQ(Send(plain).status, 405);
+}
+
+TEST_F(HttpServerTest, CorsResponsesToAnAllowedOriginNameItAndExposeAzureHeaders) {
+  StartServer(AllowPortalOrigin);
+  ClientRequest request = OnVaultHost(Req("GET", ""), server_->port(), "/keys/k1");
+  request.headers = {{"Origin", kPortalOrigin}};
+  const ClientResponse response = Send(request);
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.Header("Access-Control-Allow-Origin"), kPortalOrigin);
+  const std::string exposed(response.Header("Access-Control-Expose-Headers").value_or(""));
+  for (const char* name :
+       {"x-ms-request-id", "WWW-Authenticate", "Azure-AsyncOperation", "Location"}) {
+    EXPECT_NE(exposed.find(name), std::string::npos) << name;
+  }
+  EXPECT_EQ(response.Header("Vary"), "Origin");
+
+  // Errors too, so a page can show the API's message.
+  ClientRequest missing = Req("GET", "/nothing");
+  missing.headers = {{"Origin", kPortalOrigin}};
+  const ClientResponse not_found = Send(missing);
+  EXPECT_EQ(not_found.status, 404);
+  EXPECT_EQ(not_found.Header("Access-Control-Allow-Origin"), kPortalOrigin);
+
+  // A request without Origin (not from a browser page) gets none of it.
+  const ClientResponse plain = Send(Req("GET", "/hello"));
+  EXPECT_FALSE(plain.Header("Access-Control-Allow-Origin").has_value());
+}
+
+TEST_F(HttpServerTest, CorsGivesADisallowedOriginNoHeadersAndNoPreflight) {
+  StartServer(AllowPortalOrigin);
+  for (const char* origin : {"https://evil.example", "https://portal.localhost:8444", "null",
+                             "https://portal.localhost:8443.evil.example"}) {
+    ClientRequest preflight = OnVaultHost(Req("OPTIONS", ""), server_->port(), "/keys/k1");
+    preflight.headers = {{"Origin", origin}, {"Access-Control-Request-Method", "GET"}};
+    const ClientResponse refused = Send(preflight);
+    EXPECT_EQ(refused.status, 405) << origin;
+    EXPECT_FALSE(refused.Header("Access-Control-Allow-Origin").has_value()) << origin;
+    EXPECT_FALSE(refused.Header("Access-Control-Allow-Methods").has_value()) << origin;
+
+    ClientRequest get = OnVaultHost(Req("GET", ""), server_->port(), "/keys/k1");
+    get.headers = {{"Origin", origin}};
+    const ClientResponse served = Send(get);
+    EXPECT_EQ(served.status, 200) << origin;
+    EXPECT_FALSE(served.Header("Access-Control-Allow-Origin").has_value()) << origin;
+    EXPECT_FALSE(served.Header("Access-Control-Expose-Headers").has_value()) << origin;
+  }
+}
+
+TEST_F(HttpServerTest, CorsIsOffByDefault) {
+  StartServer();
+  ClientRequest preflight = OnVaultHost(Req("OPTIONS", ""), server_->port(), "/keys/k1");
+  preflight.headers = {{"Origin", kPortalOrigin}, {"Access-Control-Request-Method", "GET"}};
+  const ClientResponse response = Send(preflight);
+  EXPECT_EQ(response.status, 405);
+  EXPECT_FALSE(response.Header("Access-Control-Allow-Origin").has_value());
+  EXPECT_FALSE(response.Header("Vary").has_value());
+}
+
 }  // namespace
 }  // namespace keyfoundry::http
