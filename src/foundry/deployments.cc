@@ -67,14 +67,6 @@ StatusOr<Deployment> Decode(const Record& record) {
   }
 }
 
-std::string IsoTime(int64_t unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return out;
-}
 
 }  // namespace
 
@@ -164,10 +156,10 @@ Json DeploymentToArm(const Deployment& d, std::string_view account_id, const Ser
           {"systemData",
            {{"createdBy", d.created_by},
             {"createdByType", "User"},
-            {"createdAt", IsoTime(d.created_at)},
+            {"createdAt", FormatIso8601(d.created_at)},
             {"lastModifiedBy", d.updated_by},
             {"lastModifiedByType", "User"},
-            {"lastModifiedAt", IsoTime(d.updated_at)}}}};
+            {"lastModifiedAt", FormatIso8601(d.updated_at)}}}};
 }
 
 Deployments::Deployments(storage::MetadataStore& store, ModelCatalog& models, const Clock& clock)

@@ -414,62 +414,30 @@ Status FineTuning::Start() {
                              "again from the beginning"));
     RETURN_IF_ERROR(Enqueue({account, job.id}));
   }
-  std::lock_guard lock(mu_);
-  stopping_ = false;
-  const int workers = std::clamp(options_.workers, 1, 16);
-  for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { Worker(); });
+  queue_.Start(std::clamp(options_.workers, 1, 16), [this](const Work& work) {
+    Execute(work);
+    std::lock_guard lock(mu_);
+    cancelled_.erase(work.account + "/" + work.job);
+  });
   if (!unfinished.empty()) {
     Log(LogLevel::kInfo, "fine_tuning.resumed", {{"jobs", std::to_string(unfinished.size())}});
   }
   return OkStatus();
 }
 
-void FineTuning::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  for (std::thread& t : threads_) {
-    if (t.joinable()) t.join();
-  }
-  threads_.clear();
-}
+void FineTuning::Stop() { queue_.Stop(); }
 
 Status FineTuning::Enqueue(Work work) {
-  {
-    std::lock_guard lock(mu_);
-    queue_.push_back(std::move(work));
-  }
-  wake_.notify_one();
+  queue_.Push(std::move(work));
   return OkStatus();
 }
 
-void FineTuning::WaitIdle() {
-  std::unique_lock lock(mu_);
-  idle_.wait(lock, [this] { return (queue_.empty() && running_ == 0) || stopping_; });
-}
-
-void FineTuning::Worker() {
-  std::unique_lock lock(mu_);
-  for (;;) {
-    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    if (stopping_) return;
-    Work work = std::move(queue_.front());
-    queue_.pop_front();
-    ++running_;
-    lock.unlock();
-    Execute(work);
-    lock.lock();
-    --running_;
-    cancelled_.erase(work.account + "/" + work.job);
-    if (queue_.empty() && running_ == 0) idle_.notify_all();
-  }
-}
+void FineTuning::WaitIdle() { queue_.WaitIdle(); }
 
 bool FineTuning::ShouldStop(const Work& work) {
+  if (queue_.stopping()) return true;
   std::lock_guard lock(mu_);
-  return stopping_ || cancelled_.count(work.account + "/" + work.job) > 0;
+  return cancelled_.count(work.account + "/" + work.job) > 0;
 }
 
 StatusOr<FineTuningJob> FineTuning::UpdateJob(
@@ -861,8 +829,7 @@ class FineTuning::Run {
   }
   Status Stopped() {
     // Cancelled (the record says so already) or the service stops (the job stays unfinished).
-    std::lock_guard lock(s_.mu_);
-    return s_.stopping_ ? AbortedError("keyfoundryd is stopping") : OkStatus();
+    return s_.queue_.stopping() ? AbortedError("keyfoundryd is stopping") : OkStatus();
   }
 
   Status AddBaseCorpus(ModelBuilder& builder) { return builder.AddJsonl(BaseCorpus(), kBaseWeight); }

@@ -35,9 +35,7 @@
 #ifndef KEYFOUNDRY_FOUNDRY_FINE_TUNING_H_
 #define KEYFOUNDRY_FOUNDRY_FINE_TUNING_H_
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -45,7 +43,6 @@
 #include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "common/clock.h"
@@ -53,6 +50,7 @@
 #include "encryption/account_keys.h"
 #include "foundry/files.h"
 #include "foundry/models.h"
+#include "foundry/work_queue.h"
 #include "storage/metadata_store.h"
 
 namespace keyfoundry::foundry {
@@ -199,7 +197,6 @@ class FineTuning {
   };
   class Run;
 
-  void Worker();
   void Execute(const Work& work);
   bool ShouldStop(const Work& work);
   Status AddEvent(std::string_view account, std::string_view job, std::string_view level,
@@ -218,13 +215,8 @@ class FineTuning {
   const FineTuningOptions options_;
 
   std::mutex mu_;
-  std::condition_variable wake_;
-  std::condition_variable idle_;
-  std::deque<Work> queue_;
-  std::set<std::string> cancelled_;  // "{account}/{job}" asked to stop
-  size_t running_ = 0;
-  bool stopping_ = false;
-  std::vector<std::thread> threads_;
+  std::set<std::string> cancelled_;  // "{account}/{job}" asked to stop (guarded by mu_)
+  WorkQueue<Work> queue_;
 };
 
 }  // namespace keyfoundry::foundry

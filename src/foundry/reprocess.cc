@@ -36,14 +36,6 @@ std::string_view ModeName(ReprocessMode mode) {
   return mode == ReprocessMode::kRewrap ? "rewrap" : "reencrypt";
 }
 
-std::string IsoTime(int64_t unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return out;
-}
 
 Json Encode(const ReprocessOperation& op) {
   return {{"v", kRecordVersion},
@@ -169,7 +161,7 @@ Json OperationToJson(const ReprocessOperation& op, std::string_view operation_id
   Json out = {{"id", operation_id},
               {"name", op.id},
               {"status", OperationStatusName(op.status)},
-              {"startTime", IsoTime(op.started_at)},
+              {"startTime", FormatIso8601(op.started_at)},
               {"percentComplete", percent},
               {"properties",
                {{"mode", ModeName(op.mode)},
@@ -181,7 +173,7 @@ Json OperationToJson(const ReprocessOperation& op, std::string_view operation_id
                 {"failed", op.failed},
                 {"bytes", op.bytes},
                 {"remaining", op.remaining >= 0 ? Json(op.remaining) : Json()}}}};
-  if (op.ended_at > 0) out["endTime"] = IsoTime(op.ended_at);
+  if (op.ended_at > 0) out["endTime"] = FormatIso8601(op.ended_at);
   if (op.status == OperationStatus::kFailed) {
     out["error"] = {{"code", op.error_code}, {"message", op.error_message}};
   }
@@ -206,51 +198,17 @@ Status Reprocessor::Start() {
       return OkStatus();
     });
   }));
-  std::lock_guard lock(mu_);
-  for (Work& w : unfinished) queue_.push_back(std::move(w));
-  stopping_ = false;
-  thread_ = std::thread([this] { Worker(); });
+  for (Work& w : unfinished) queue_.Push(std::move(w));
+  queue_.Start(1, [this](const Work& work) { Run(work); });
   if (!unfinished.empty()) {
     Log(LogLevel::kInfo, "reprocess.resumed", {{"operations", std::to_string(unfinished.size())}});
   }
   return OkStatus();
 }
 
-void Reprocessor::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  idle_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void Reprocessor::Stop() { queue_.Stop(); }
 
-bool Reprocessor::Stopping() {
-  std::lock_guard lock(mu_);
-  return stopping_;
-}
-
-void Reprocessor::WaitIdle() {
-  std::unique_lock lock(mu_);
-  idle_.wait(lock, [this] { return (queue_.empty() && !running_) || stopping_; });
-}
-
-void Reprocessor::Worker() {
-  std::unique_lock lock(mu_);
-  for (;;) {
-    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    if (stopping_) return;
-    Work work = std::move(queue_.front());
-    queue_.pop_front();
-    running_ = true;
-    lock.unlock();
-    Run(work);
-    lock.lock();
-    running_ = false;
-    if (queue_.empty()) idle_.notify_all();
-  }
-}
+void Reprocessor::WaitIdle() { queue_.WaitIdle(); }
 
 Status Reprocessor::Save(std::string_view account, const ReprocessOperation& op) {
   return store_.Write(
@@ -284,11 +242,7 @@ StatusOr<ReprocessOperation> Reprocessor::Begin(std::string_view account,
   op.started_at = UnixSeconds(clock_);
   ASSIGN_OR_RETURN(op.total, ObjectsUnder(keys_, account, op));
   RETURN_IF_ERROR(Save(account, op));
-  {
-    std::lock_guard lock(mu_);
-    queue_.push_back({std::string(account), op.id});
-  }
-  wake_.notify_one();
+  queue_.Push({std::string(account), op.id});
   Log(LogLevel::kInfo, "reprocess.begun",
       {{"operation", op.id},
        {"mode", std::string(ModeName(op.mode))},
@@ -371,7 +325,7 @@ void Reprocessor::Run(const Work& work) {
   int64_t failed = 0;      // in this pass over the files
   Status first_failure = OkStatus();
   for (;;) {
-    if (Stopping()) return;  // stays InProgress: continues from the saved cursor
+    if (queue_.stopping()) return;  // stays InProgress: continues from the saved cursor
     StatusOr<ReprocessPage> page = files_.Reprocess(work.account, op.mode, op.generations,
                                                     **target, op.cursor, page_size);
     if (!page.ok()) {
@@ -397,8 +351,7 @@ void Reprocessor::Run(const Work& work) {
     if (op.rate > 0) {
       // Paced: the objects moved so far may not come sooner than `rate` per second allows.
       const auto due = started + std::chrono::microseconds(moved_here * 1'000'000 / op.rate);
-      std::unique_lock lock(mu_);
-      wake_.wait_until(lock, due, [this] { return stopping_; });
+      if (queue_.SleepUntil(due)) return;  // stopping: continues from the saved cursor
     }
   }
   if (failed > 0) {

@@ -28,20 +28,17 @@
 #ifndef KEYFOUNDRY_FOUNDRY_REPROCESS_H_
 #define KEYFOUNDRY_FOUNDRY_REPROCESS_H_
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/status.h"
 #include "encryption/account_keys.h"
 #include "foundry/files.h"
+#include "foundry/work_queue.h"
 #include "storage/metadata_store.h"
 
 namespace keyfoundry::foundry {
@@ -117,24 +114,16 @@ class Reprocessor {
     std::string account;
     std::string id;
   };
-  void Worker();
   // Runs an operation to its end, or until Stop.
   void Run(const Work& work);
   Status Save(std::string_view account, const ReprocessOperation& op);
-  bool Stopping();
 
   storage::MetadataStore& store_;
   FileStore& files_;
   encryption::AccountKeys& keys_;
   const Clock& clock_;
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::condition_variable idle_;
-  std::deque<Work> queue_;
-  bool running_ = false;
-  bool stopping_ = false;
-  std::thread thread_;
+  WorkQueue<Work> queue_;  // one thread: operations run one at a time
 };
 
 }  // namespace keyfoundry::foundry
