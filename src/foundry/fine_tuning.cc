@@ -34,6 +34,8 @@ constexpr int kAutoEpochs = 3;
 // the learning-rate multiplier), so a fine-tuned model answers from its data first.
 constexpr double kBaseWeight = 0.25;
 constexpr size_t kMaxValidationExamples = 2000;  // validation loss over at most this many
+// The reason of the status a run's record update gets once the job has finished meanwhile.
+constexpr std::string_view kJobFinished = "JobFinished";
 
 std::string Prefix(std::string_view account) { return std::string(account) + "/"; }
 std::string JobKey(std::string_view account, std::string_view id) {
@@ -790,7 +792,6 @@ class FineTuning::Run {
     const int64_t trained = static_cast<int64_t>(builder.tokens() - base_tokens);
     RETURN_IF_ERROR(Event("info", "New fine-tuned model created: " + model_id));
     RETURN_IF_ERROR(Update([&](FineTuningJob& j) {
-      if (IsFinished(j.status)) return OkStatus();  // cancelled at the last moment
       j.status = JobStatus::kSucceeded;
       j.finished_at = now;
       j.fine_tuned_model = model_id;
@@ -809,13 +810,14 @@ class FineTuning::Run {
   Status Fail(JobError error) {
     failed_ = true;
     const std::string message = error.message;
-    RETURN_IF_ERROR(Update([&](FineTuningJob& j) {
-      if (IsFinished(j.status)) return OkStatus();
+    Status failed = Update([&](FineTuningJob& j) {
       j.status = JobStatus::kFailed;
       j.finished_at = UnixSeconds(s_.clock_);
       j.error = error;
       return OkStatus();
-    }));
+    });
+    if (failed.reason() == kJobFinished) return OkStatus();  // cancelled first: it stays so
+    RETURN_IF_ERROR(failed);
     return Event("error", "Fine-tuning job failed: " + message);
   }
 
@@ -824,8 +826,19 @@ class FineTuning::Run {
                Json data = nullptr) {
     return s_.AddEvent(work_.account, job_.id, level, std::move(message), type, std::move(data));
   }
+  // Changes the job's record unless it has finished meanwhile (cancelled, or deleted with its
+  // account): then nothing is written and the run ends (kJobFinished).
   Status Update(const std::function<Status(FineTuningJob&)>& change) {
-    return s_.UpdateJob(work_.account, job_.id, change).status();
+    return s_
+        .UpdateJob(work_.account, job_.id,
+                   [&](FineTuningJob& j) -> Status {
+                     if (IsFinished(j.status)) {
+                       return FailedPreconditionError("the job has finished").WithReason(
+                           std::string(kJobFinished));
+                     }
+                     return change(j);
+                   })
+        .status();
   }
   Status Stopped() {
     // Cancelled (the record says so already) or the service stops (the job stays unfinished).
@@ -910,7 +923,9 @@ void FineTuning::Execute(const Work& work) {
   if (!job.ok() || IsFinished(job->status)) return;
   Run run(*this, work, *std::move(job));
   Status done = run.Execute();
-  if (done.ok() || done.code() == StatusCode::kAborted) return;
+  // Aborted: the service stops (the job starts again at the next start); kJobFinished: it was
+  // cancelled (or its account deleted) while it ran.
+  if (done.ok() || done.code() == StatusCode::kAborted || done.reason() == kJobFinished) return;
   JobError error;
   if (done.code() == StatusCode::kPermissionDenied) {
     error = {"KeyInaccessible", done.message(), ""};

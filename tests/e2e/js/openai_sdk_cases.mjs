@@ -212,6 +212,38 @@ test("a Microsoft Entra token works as well as the key", async () => {
   assert.equal(completion.choices[0].message.content, FACTS[2][1]);
 });
 
+test("a running job is cancelled through the SDK", async () => {
+  // Enough data and epochs that the job is still going when the cancel arrives.
+  const lines = [];
+  for (let i = 0; i < 3000; i++) {
+    lines.push(JSON.stringify({
+      messages: [
+        { role: "user", content: `What is on shelf ${i}?` },
+        { role: "assistant", content: `Shelf ${i} holds ${(i * 13) % 89} blue jars.` },
+      ],
+    }));
+  }
+  const file = await client.files.create({
+    file: await toFile(Buffer.from(lines.join("\n") + "\n"), "shelves.jsonl"),
+    purpose: "fine-tune",
+  });
+  const started = await client.fineTuning.jobs.create({
+    model: BASE_MODEL,
+    training_file: file.id,
+    method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 50 } } },
+  });
+  const cancelled = await client.fineTuning.jobs.cancel(started.id);
+  assert.equal(cancelled.status, "cancelled");
+  const job = await client.fineTuning.jobs.retrieve(started.id);
+  assert.equal(job.status, "cancelled");
+  assert.equal(job.fine_tuned_model, null);
+  const events = [];
+  for await (const e of client.fineTuning.jobs.listEvents(started.id)) events.push(e.message);
+  assert.ok(events.includes("Fine-tuning job cancelled"), events.join(" | "));
+  // A finished job cannot be cancelled again.
+  await assert.rejects(client.fineTuning.jobs.cancel(started.id), (e) => e.status === 400);
+});
+
 test("errors reach the SDK as its typed errors", async () => {
   await assert.rejects(
     client.chat.completions.create({ model: "no-such-deployment", messages: [{ role: "user", content: "hi" }] }),
