@@ -149,14 +149,18 @@ StatusOr<SecretBytes> AccountKeys::OpenServiceManaged(std::string_view account, 
   return hsm_.OpenWithRoot(wrapped, AsBytes(ServiceManagedAad(account, number)));
 }
 
-Status AccountKeys::CreateServiceManaged(std::string_view account) {
+StatusOr<Generation> AccountKeys::NewServiceManaged(std::string_view account, uint64_t number) {
   ASSIGN_OR_RETURN(SecretBytes key, crypto::RandomSecret(kGenerationKeySize));
   Generation g;
-  g.number = 1;
+  g.number = number;
   g.source = GenerationSource::kServiceManaged;
-  g.created =
-      std::chrono::duration_cast<std::chrono::seconds>(clock_.Now().time_since_epoch()).count();
-  ASSIGN_OR_RETURN(g.wrapped, SealServiceManaged(account, 1, key));
+  g.created = UnixSeconds(clock_);
+  ASSIGN_OR_RETURN(g.wrapped, SealServiceManaged(account, number, key));
+  return g;
+}
+
+Status AccountKeys::CreateServiceManaged(std::string_view account) {
+  ASSIGN_OR_RETURN(Generation g, NewServiceManaged(account, 1));
   const std::string state = Serialize({{"v", kFormatVersion}, {"active", 1}, {"next", 2}});
   const std::string record = Serialize(GenerationToJson(g));
   return store_.Write([&](storage::Transaction& txn) -> Status {
@@ -179,13 +183,7 @@ StatusOr<Generation> AccountKeys::RotateServiceManaged(std::string_view account)
                  "the account to another key of its vault")
           .WithReason("CmkToServiceManagedNotSupported");
     }
-    ASSIGN_OR_RETURN(SecretBytes key, crypto::RandomSecret(kGenerationKeySize));
-    Generation g;
-    g.number = state.next;
-    g.source = GenerationSource::kServiceManaged;
-    g.created =
-        std::chrono::duration_cast<std::chrono::seconds>(clock_.Now().time_since_epoch()).count();
-    ASSIGN_OR_RETURN(g.wrapped, SealServiceManaged(account, g.number, key));
+    ASSIGN_OR_RETURN(Generation g, NewServiceManaged(account, state.next));
     Status stored = store_.Write([&](storage::Transaction& txn) -> Status {
       ASSIGN_OR_RETURN(auto current, txn.Get(kStateTable, account));
       if (!current.has_value()) return NotFoundError("the account has no keys");

@@ -196,6 +196,8 @@ class AccountKeys {
                                        std::optional<KeyReference> follow);
   // Adds a generation under the followed key's latest version when it changed.
   Status FollowLatest(std::string_view account, const AccountState& state);
+  // A new random service-managed generation `number`, sealed under the HSM root (not stored).
+  StatusOr<Generation> NewServiceManaged(std::string_view account, uint64_t number);
   StatusOr<Bytes> SealServiceManaged(std::string_view account, uint64_t number,
                                      const SecretBytes& key);
   StatusOr<SecretBytes> OpenServiceManaged(std::string_view account, uint64_t number,

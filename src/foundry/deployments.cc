@@ -197,7 +197,7 @@ StatusOr<Deployment> Deployments::Put(Deployment d, bool* created) {
   }));
   {
     MutexLock lock(&mu_);
-    loaded_[key] = {std::move(model), OkStatus()};
+    loaded_[key] = {d, std::move(model), OkStatus()};
   }
   Log(LogLevel::kInfo, "deployment.loaded",
       {{"account", d.account}, {"deployment", d.name}, {"model", d.model_id}});
@@ -260,22 +260,20 @@ StatusOr<std::shared_ptr<const LanguageModel>> Deployments::Model(std::string_vi
                                                                   std::string_view name,
                                                                   Deployment* deployment) {
   const std::string key = Key(account, name);
-  if (deployment == nullptr) {
-    MutexLock lock(&mu_);
-    auto it = loaded_.find(key);
-    if (it != loaded_.end() && it->second.model != nullptr) return it->second.model;
-  }
-  ASSIGN_OR_RETURN(Deployment d, Get(account, name));
-  if (deployment != nullptr) *deployment = d;
   {
     MutexLock lock(&mu_);
     auto it = loaded_.find(key);
-    if (it != loaded_.end() && it->second.model != nullptr) return it->second.model;
+    if (it != loaded_.end() && it->second.model != nullptr) {
+      if (deployment != nullptr) *deployment = it->second.deployment;
+      return it->second.model;
+    }
   }
   // Not in memory: a restart, or an earlier load that failed. Try again now.
+  ASSIGN_OR_RETURN(Deployment d, Get(account, name));
   StatusOr<std::shared_ptr<const LanguageModel>> model = LoadModel(d);
   MutexLock lock(&mu_);
-  loaded_[key] = model.ok() ? Loaded{*model, OkStatus()} : Loaded{nullptr, model.status()};
+  loaded_[key] = {d, model.ok() ? *model : nullptr, model.status()};
+  if (deployment != nullptr) *deployment = std::move(d);
   return model;
 }
 
@@ -310,8 +308,7 @@ StatusOr<int> Deployments::LoadAll() {
           {{"account", d.account}, {"deployment", d.name}, {"error", model.status().ToString()}});
     }
     MutexLock lock(&mu_);
-    loaded_[Key(d.account, d.name)] =
-        model.ok() ? Loaded{*model, OkStatus()} : Loaded{nullptr, model.status()};
+    loaded_[Key(d.account, d.name)] = {d, model.ok() ? *model : nullptr, model.status()};
   }
   return failed;
 }

@@ -90,8 +90,8 @@ class Deployments {
   Status Delete(std::string_view account, std::string_view name);
   Status DeleteAccount(std::string_view account);
 
-  // The model answering for a deployment: the one in memory, or loaded now (the load's
-  // status when that fails). *deployment is set when given.
+  // The model answering for a deployment: the one in memory (no store read), or loaded now
+  // (the load's status when that fails). *deployment is set when given.
   StatusOr<std::shared_ptr<const LanguageModel>> Model(std::string_view account,
                                                        std::string_view name,
                                                        Deployment* deployment = nullptr);
@@ -102,6 +102,7 @@ class Deployments {
 
  private:
   struct Loaded {
+    Deployment deployment;                       // as stored when loaded
     std::shared_ptr<const LanguageModel> model;  // null when the last load failed
     Status error;
   };

@@ -16,8 +16,6 @@ using Json = nlohmann::json;
 
 constexpr std::string_view kTable = "ft_models";
 constexpr int kRecordVersion = 1;
-// Weights larger than this are refused at load (the trainer's own limit is far below).
-constexpr uint64_t kMaxWeightsBytes = uint64_t{512} << 20;
 constexpr size_t kReadPiece = size_t{1} << 20;
 constexpr int64_t kCatalogueTime = 1767225600;  // 2026-01-01, when this catalogue was written
 
@@ -233,7 +231,7 @@ StatusOr<std::shared_ptr<const LanguageModel>> ModelCatalog::Load(std::string_vi
   ASSIGN_OR_RETURN(std::unique_ptr<FileReader> reader,
                    files_.Open(account, model.fine_tune.weights_file));
   const uint64_t size = reader->info().bytes;
-  if (size > kMaxWeightsBytes) return DataLossError("the model's weights are too large");
+  if (size > kMaxModelBytes) return DataLossError("the model's weights are too large");
   // Plain memory, zeroized below: weights may be far larger than what mlock allows.
   Bytes weights(static_cast<size_t>(size));
   uint64_t done = 0;

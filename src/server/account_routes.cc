@@ -619,7 +619,7 @@ Response DeleteProject(const Services& s, Request& r) {
 // The answer to a change that needs a key (a deployment's model to load, objects to
 // reprocess): 403 KeyInaccessible naming the key, 400 for a model that is not there, else as
 // ARM.
-Response DeploymentFailure(const Request& r, const Status& status) {
+Response NeedsKeyFailure(const Request& r, const Status& status) {
   if (status.code() == StatusCode::kPermissionDenied) {
     return http::AzureError(403, "KeyInaccessible", status.message(),
                             Json{{"code", status.reason()}});
@@ -655,7 +655,7 @@ Response WriteDeployment(const Services& s, Request& r) {
       if (!deployment.ok()) return ErrorResponse(r, deployment.status());
       bool created = false;
       StatusOr<foundry::Deployment> stored = s.deployments->Put(*std::move(deployment), &created);
-      if (!stored.ok()) return DeploymentFailure(r, stored.status());
+      if (!stored.ok()) return NeedsKeyFailure(r, stored.status());
       LogChange(r, caller, created ? "deployment.created" : "deployment.updated", scope);
       return http::Json(created ? 201 : 200,
                         foundry::DeploymentToArm(*stored, account.ResourceId(),
@@ -737,7 +737,7 @@ Response Reprocess(const Services& s, Request& r) {
       StatusOr<foundry::ReprocessRequest> request = foundry::ReprocessRequestFromJson(*body);
       if (!request.ok()) return ErrorResponse(r, request.status());
       StatusOr<foundry::ReprocessOperation> op = s.reprocessor->Begin(account.Key(), *request);
-      if (!op.ok()) return DeploymentFailure(r, op.status());
+      if (!op.ok()) return NeedsKeyFailure(r, op.status());
       LogChange(r, caller, "account.reprocess", scope);
       const std::string status_url = s.base_url + OperationId(account, op->id) +
                                      "?api-version=" + r.query["api-version"];
