@@ -465,6 +465,10 @@ StatusOr<std::unique_ptr<AuditLog>> AuditLog::Open(storage::MetadataStore& store
   if (options.max_batch < 1 || options.max_batch > kMaxBatchLimit) {
     return InvalidArgumentError("the audit log's max_batch is 1 to 4096");
   }
+  if (options.record_linger < std::chrono::milliseconds(0) ||
+      options.record_linger > std::chrono::milliseconds(1000)) {
+    return InvalidArgumentError("the audit log's record_linger is 0 to 1000 ms");
+  }
   if (options.max_examined_per_query < 1 || options.max_examined_per_query > kMaxExaminedLimit) {
     return InvalidArgumentError("the audit log's max_examined_per_query is 1 to 1000000");
   }
@@ -518,6 +522,7 @@ Status AuditLog::Append(AuditEvent event) {
   // The time is taken under the lock, so times follow sequences whenever the clock does.
   if (pending.event.time_ms == 0) pending.event.time_ms = NowMs(clock_);
   queue_.push_back(&pending);
+  ++queued_appends_;
   queue_cv_.notify_one();
   while (!pending.done) pending.cv.wait(cv_lock);
   return pending.result;
@@ -531,7 +536,9 @@ Status AuditLog::Record(AuditEvent event) {
   if (stopping_) return FailedPreconditionError("the audit log is closing");
   if (pending->event.time_ms == 0) pending->event.time_ms = NowMs(clock_);
   queue_.push_back(pending.release());
-  queue_cv_.notify_one();
+  // The writer is told of the first event and of a full batch; the ones between join the
+  // batch it is gathering (see record_linger) without a wake-up each.
+  if (queue_.size() == 1 || queue_.size() == options_.max_batch) queue_cv_.notify_one();
   return OkStatus();
 }
 
@@ -544,9 +551,17 @@ void AuditLog::WriterLoop() {
       MutexLock lock(&mu_);
       while (queue_.empty() && !stopping_) queue_cv_.wait(cv_lock);
       if (queue_.empty()) return;  // stopping, and everything queued has been committed
+      // Only recorded events: let more of them come before paying for a commit.
+      const auto deadline = std::chrono::steady_clock::now() + options_.record_linger;
+      while (queued_appends_ == 0 && !stopping_ && queue_.size() < options_.max_batch &&
+             queue_cv_.wait_until(cv_lock, deadline) != std::cv_status::timeout) {
+      }
       const size_t n = std::min(queue_.size(), options_.max_batch);
       batch.assign(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
       queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+      for (const Pending* pending : batch) {
+        if (!pending->detached) --queued_appends_;
+      }
       expected = head_;
     }
     Tip committed;
@@ -579,7 +594,7 @@ void AuditLog::WriterLoop() {
       retry.clear();
     }
     if (!retry.empty()) {
-      queue_.insert(queue_.begin(), retry.begin(), retry.end());
+      queue_.insert(queue_.begin(), retry.begin(), retry.end());  // all detached
       // Give a failing store a moment rather than spinning on it.
       queue_cv_.wait_for(cv_lock, std::chrono::milliseconds(100));
     }

@@ -24,6 +24,7 @@
 #ifndef KEYFOUNDRY_AUDIT_AUDIT_LOG_H_
 #define KEYFOUNDRY_AUDIT_AUDIT_LOG_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -83,6 +84,11 @@ struct AuditOptions {
   // The most records one Query call examines (1..1,000,000) before it returns a page, full or
   // not, with a continuation token: a query whose filters skip most records stays bounded.
   size_t max_examined_per_query = 10000;
+  // How long the writer lets events queued by Record gather before it commits them (0..1000
+  // ms), unless an Append is waiting or max_batch are queued. Under a steady stream of key
+  // uses this turns many small commits, each with its own fsync and thread wake-ups, into few
+  // large ones; a crash can lose at most this long of recorded (never of appended) events.
+  std::chrono::milliseconds record_linger{20};
 };
 
 enum class AuditOrder {
@@ -162,8 +168,9 @@ class AuditLog {
   // Queues `event` and returns at once: the writer commits it with the next batch, retrying
   // a failed batch until it commits or the log is destroyed (which commits what is queued
   // first). For uses that change nothing (a key read, an unwrap), where waiting for a commit
-  // per request would bound the service by the disk's commit rate; a crash can lose the events
-  // of the batch in flight, never those of an Append. Same validation as Append.
+  // per request would bound the service by the disk's commit rate. Recorded events wait up to
+  // options.record_linger for company, so a crash can lose the events of the last linger
+  // interval and of the batch in flight, never those of an Append. Same validation as Append.
   Status Record(AuditEvent event);
 
   // One page of the events matching `query`, in sequence order (newest or oldest first).
@@ -215,10 +222,13 @@ class AuditLog {
 
   mutable Mutex mu_;
   std::deque<Pending*> queue_ GUARDED_BY(mu_);
+  size_t queued_appends_ GUARDED_BY(mu_) = 0;  // the members of queue_ a caller waits for
   bool stopping_ GUARDED_BY(mu_) = false;
   Tip head_ GUARDED_BY(mu_);  // only the writer thread changes it
   int64_t batches_committed_ GUARDED_BY(mu_) = 0;
-  std::condition_variable_any queue_cv_;  // signalled when queue_ grows or stopping_ is set
+  // Signalled when an Append is queued, when a Record makes queue_ non-empty or fills a batch,
+  // and when stopping_ is set.
+  std::condition_variable_any queue_cv_;
   std::thread writer_;
 };
 

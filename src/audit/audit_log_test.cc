@@ -788,6 +788,81 @@ TEST_F(AuditLogTest, EverythingQueuedDuringACommitIsCommittedInTheNextBatches) {
   EXPECT_TRUE(VerifyOk().intact());
 }
 
+// ---- Record: queued, committed later, in batches that linger for company ----
+
+// Waits (up to 10 s) until nothing is queued and the head has reached `sequence`.
+void WaitForHead(const AuditLog& log, int64_t sequence) {
+  for (int i = 0; i < 10000 && (log.QueuedForTest() > 0 || log.Head().sequence < sequence); ++i) {
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+}
+
+TEST_F(AuditLogTest, RecordedEventsGatherIntoOneBatchDuringTheLinger) {
+  AuditOptions options;
+  options.record_linger = milliseconds(1000);
+  OpenLog(options);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(log_->Record(Event()).ok());
+  WaitForHead(*log_, 100);
+  EXPECT_EQ(log_->Head().sequence, 100);
+  EXPECT_EQ(log_->BatchesCommittedForTest(), 1);
+  EXPECT_EQ(Matching({}).size(), 100u);
+  EXPECT_TRUE(VerifyOk().intact());
+}
+
+TEST_F(AuditLogTest, AFullBatchOfRecordedEventsDoesNotWaitForTheLinger) {
+  AuditOptions options;
+  options.max_batch = 8;
+  options.record_linger = milliseconds(1000);
+  OpenLog(options);
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(log_->Record(Event()).ok());
+  WaitForHead(*log_, 8);
+  EXPECT_EQ(log_->Head().sequence, 8);
+  EXPECT_EQ(log_->BatchesCommittedForTest(), 1);
+  // Committed when the batch filled, not when the linger ran out (a wide margin).
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(900));
+}
+
+TEST_F(AuditLogTest, AnAppendCommitsTheRecordedEventsQueuedBeforeItWithoutLingering) {
+  AuditOptions options;
+  options.record_linger = milliseconds(1000);
+  OpenLog(options);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(log_->Record(Event("KeyGet")).ok());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(log_->Append(Event("KeyDelete")).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(900));
+  // The writer takes everything queued when the Append wakes it: the recorded events are
+  // committed, in their order, before the Append returns.
+  EXPECT_EQ(log_->Head().sequence, 6);
+  EXPECT_EQ(log_->QueuedForTest(), 0u);
+  std::vector<AuditEvent> events = AllPages(AuditQuery{.order = AuditOrder::kOldestFirst});
+  ASSERT_EQ(events.size(), 6u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(events[i].operation, "KeyGet");
+  EXPECT_EQ(events[5].operation, "KeyDelete");
+}
+
+TEST_F(AuditLogTest, ClosingCommitsRecordedEventsWithoutWaitingForTheLinger) {
+  AuditOptions options;
+  options.record_linger = milliseconds(1000);
+  OpenLog(options);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(log_->Record(Event()).ok());
+  const auto start = std::chrono::steady_clock::now();
+  log_.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(900));
+  OpenLog(options);
+  EXPECT_EQ(log_->Head().sequence, 3);
+  EXPECT_TRUE(VerifyOk().intact());
+}
+
+TEST_F(AuditLogTest, OpenRejectsALingerOutsideZeroToOneSecond) {
+  for (milliseconds linger : {milliseconds(-1), milliseconds(1001)}) {
+    AuditOptions options;
+    options.record_linger = linger;
+    EXPECT_EQ(AuditLog::Open(*store_, clock_, options).status().code(),
+              StatusCode::kInvalidArgument);
+  }
+}
+
 TEST_F(AuditLogTest, AStoreFailureFailsEveryAppendOfTheBatchAndLaterAppendsWork) {
   FaultInjectingStore& faulty = OpenFaultyLog();
   AppendOk(Event());  // sequence 1

@@ -3,8 +3,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <mutex>
+#include <thread>
 
 namespace keyfoundry {
 namespace {
@@ -36,6 +40,67 @@ std::string NowUtc() {
                       static_cast<int>(millis.count()));
   return buf;
 }
+
+void WriteAll(std::string_view text) {
+  // A failed log write has nowhere to be reported.
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, text.data(), text.size());
+}
+
+// The deferred lines. Leaked on purpose: threads may log while the process exits, after
+// static destructors ran; an atexit handler writes what is left.
+class DeferredLog {
+ public:
+  static DeferredLog& Get() {
+    static DeferredLog* const log = [] {
+      auto* created = new DeferredLog();
+      std::thread([created] { created->FlushLoop(); }).detach();
+      (void)std::atexit([] { Get().Flush(); });
+      return created;
+    }();
+    return *log;
+  }
+
+  void Add(std::string line) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool was_empty = buffer_.empty();
+    buffer_ += line;
+    if (buffer_.size() >= kDeferredLogBuffer) {
+      WriteLocked();
+    } else if (was_empty) {
+      cv_.notify_one();  // starts the delay
+    }
+  }
+
+  // Writes the buffer, then `line` (if any), keeping their order.
+  void Flush(std::string_view line = {}) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!buffer_.empty()) {
+      buffer_ += line;
+      WriteLocked();
+    } else if (!line.empty()) {
+      WriteAll(line);
+    }
+  }
+
+ private:
+  void WriteLocked() {
+    WriteAll(buffer_);
+    buffer_.clear();
+  }
+
+  void FlushLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      cv_.wait(lock, [this] { return !buffer_.empty(); });
+      cv_.wait_for(lock, std::chrono::milliseconds(kDeferredLogDelayMs));
+      if (!buffer_.empty()) WriteLocked();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string buffer_;
+};
 
 }  // namespace
 
@@ -84,10 +149,14 @@ std::string FormatLogLine(LogLevel level, std::string_view event,
 }
 
 void Log(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
-  std::string line = FormatLogLine(level, event, fields);
-  // One write per line keeps lines whole when threads log at once. A failed log write has
-  // nowhere to be reported.
-  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
+  // One write per line keeps lines whole when threads log at once; deferred lines go first.
+  DeferredLog::Get().Flush(FormatLogLine(level, event, fields));
 }
+
+void LogDeferred(LogLevel level, std::string_view event, std::initializer_list<LogField> fields) {
+  DeferredLog::Get().Add(FormatLogLine(level, event, fields));
+}
+
+void FlushDeferredLog() { DeferredLog::Get().Flush(); }
 
 }  // namespace keyfoundry

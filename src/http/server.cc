@@ -946,7 +946,7 @@ void Connection::LogRequest(int status) {
   const std::string_view path = std::string_view(request_.path).substr(0, kMaxLoggedPath);
   const std::string_view client_id =
       std::string_view(client_request_id_).substr(0, kMaxLoggedClientRequestId);
-  Log(LogLevel::kInfo, "http.request",
+  LogDeferred(LogLevel::kInfo, "http.request",
       {{"request_id", request_.request_id},
        {"method", request_.method},
        {"route", route},
