@@ -3,7 +3,10 @@
 #include <openssl/core_names.h>
 #include <openssl/rsa.h>
 
+#include <array>
 #include <limits>
+#include <mutex>
+#include <vector>
 
 #include "crypto/pkey.h"
 
@@ -130,6 +133,82 @@ Status SetSignaturePadding(EVP_PKEY_CTX* ctx, RsaSignatureScheme scheme, const c
 
 }  // namespace
 
+// Setting a context up (fetching the algorithm and the OAEP digests from the provider) costs
+// about as much as an RSA public-key operation itself, so each key keeps the contexts it has
+// set up, per operation and padding, for the next call. A context is used by one thread at a
+// time: Take removes it from the pool, Give puts it back after a successful operation (a
+// failed one's context is dropped). At most kMaxIdle are kept per slot.
+class RsaContextPool {
+ public:
+  enum class Kind { kEncrypt = 0, kDecrypt = 1 };
+  static constexpr size_t kMaxIdle = 16;
+
+  EvpPkeyCtxPtr Take(Kind kind, RsaPadding padding) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<EvpPkeyCtxPtr>& idle = idle_[Slot(kind, padding)];
+    if (idle.empty()) return nullptr;
+    EvpPkeyCtxPtr ctx = std::move(idle.back());
+    idle.pop_back();
+    return ctx;
+  }
+
+  void Give(Kind kind, RsaPadding padding, EvpPkeyCtxPtr ctx) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<EvpPkeyCtxPtr>& idle = idle_[Slot(kind, padding)];
+    if (idle.size() < kMaxIdle) idle.push_back(std::move(ctx));
+  }
+
+ private:
+  static constexpr size_t kPaddings = 3;
+  static size_t Slot(Kind kind, RsaPadding padding) {
+    size_t p = 0;
+    switch (padding) {
+      case RsaPadding::kPkcs1v15:
+        p = 0;
+        break;
+      case RsaPadding::kOaepSha1:
+        p = 1;
+        break;
+      case RsaPadding::kOaepSha256:
+        p = 2;
+        break;
+    }
+    return static_cast<size_t>(kind) * kPaddings + p;
+  }
+
+  std::mutex mu_;
+  std::array<std::vector<EvpPkeyCtxPtr>, 2 * kPaddings> idle_;
+};
+
+namespace {
+
+// A context of `pkey` for `kind` with `padding` and `label`: from `pool` when there is no label
+// and one is idle, else set up here.
+StatusOr<EvpPkeyCtxPtr> TakeContext(RsaContextPool& pool, EVP_PKEY* pkey, RsaContextPool::Kind kind,
+                                    RsaPadding padding, ByteView label) {
+  if (padding != RsaPadding::kOaepSha1 && padding != RsaPadding::kOaepSha256 &&
+      padding != RsaPadding::kPkcs1v15) {
+    return InvalidArgumentError("unknown RSA padding");
+  }
+  if (label.empty()) {
+    if (EvpPkeyCtxPtr ctx = pool.Take(kind, padding)) return ctx;
+  }
+  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey, nullptr));
+  const bool encrypt = kind == RsaContextPool::Kind::kEncrypt;
+  if (!ctx ||
+      (encrypt ? EVP_PKEY_encrypt_init(ctx.get()) : EVP_PKEY_decrypt_init(ctx.get())) != 1) {
+    return OsslError(StatusCode::kInternal,
+                     encrypt ? "RSA encryption setup failed" : "RSA decryption setup failed");
+  }
+  RETURN_IF_ERROR(SetEncryptionPadding(ctx.get(), padding, label));
+  return ctx;
+}
+
+}  // namespace
+
+RsaPublicKey::RsaPublicKey(EvpPkeyPtr pkey)
+    : pkey_(std::move(pkey)), contexts_(std::make_shared<RsaContextPool>()) {}
+
 StatusOr<RsaPublicKey> RsaPublicKey::FromComponents(const RsaPublicComponents& components) {
   RETURN_IF_ERROR(CheckPublicSizes(components.n, components.e));
   PkeyBuilder builder;
@@ -160,11 +239,8 @@ StatusOr<RsaPublicComponents> RsaPublicKey::Components() const {
 
 StatusOr<Bytes> RsaPublicKey::Encrypt(RsaPadding padding, ByteView plaintext,
                                       ByteView label) const {
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_.get(), nullptr));
-  if (!ctx || EVP_PKEY_encrypt_init(ctx.get()) != 1) {
-    return OsslError(StatusCode::kInternal, "RSA encryption setup failed");
-  }
-  RETURN_IF_ERROR(SetEncryptionPadding(ctx.get(), padding, label));
+  ASSIGN_OR_RETURN(EvpPkeyCtxPtr ctx, TakeContext(*contexts_, pkey_.get(),
+                                                  RsaContextPool::Kind::kEncrypt, padding, label));
   const size_t modulus_size = static_cast<size_t>(EVP_PKEY_get_size(pkey_.get()));
   if (plaintext.size() > MaxPlaintextSize(padding, modulus_size)) {
     return InvalidArgumentError("plaintext too long for this RSA key and padding");
@@ -174,6 +250,7 @@ StatusOr<Bytes> RsaPublicKey::Encrypt(RsaPadding padding, ByteView plaintext,
   if (EVP_PKEY_encrypt(ctx.get(), out.data(), &out_size, plaintext.data(), plaintext.size()) != 1) {
     return OsslError(StatusCode::kInternal, "RSA encryption failed");
   }
+  if (label.empty()) contexts_->Give(RsaContextPool::Kind::kEncrypt, padding, std::move(ctx));
   out.resize(out_size);
   return out;
 }
@@ -205,6 +282,9 @@ Status RsaPublicKey::Verify(RsaSignatureScheme scheme, HashAlgorithm hash, ByteV
   }
   return OkStatus();
 }
+
+RsaPrivateKey::RsaPrivateKey(EvpPkeyPtr pkey)
+    : pkey_(std::move(pkey)), contexts_(std::make_shared<RsaContextPool>()) {}
 
 StatusOr<RsaPrivateKey> RsaPrivateKey::Generate(int modulus_bits) {
   if (modulus_bits != 2048 && modulus_bits != 3072 && modulus_bits != 4096) {
@@ -273,11 +353,8 @@ StatusOr<RsaPrivateComponents> RsaPrivateKey::Components() const {
 
 StatusOr<SecretBytes> RsaPrivateKey::Decrypt(RsaPadding padding, ByteView ciphertext,
                                              ByteView label) const {
-  EvpPkeyCtxPtr ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, pkey_.get(), nullptr));
-  if (!ctx || EVP_PKEY_decrypt_init(ctx.get()) != 1) {
-    return OsslError(StatusCode::kInternal, "RSA decryption setup failed");
-  }
-  RETURN_IF_ERROR(SetEncryptionPadding(ctx.get(), padding, label));
+  ASSIGN_OR_RETURN(EvpPkeyCtxPtr ctx, TakeContext(*contexts_, pkey_.get(),
+                                                  RsaContextPool::Kind::kDecrypt, padding, label));
   // RFC 8017 7.1.2 and 7.2.2 step 1: a ciphertext is exactly as long as the modulus.
   const size_t modulus_size = static_cast<size_t>(EVP_PKEY_get_size(pkey_.get()));
   if (ciphertext.size() != modulus_size) return DecryptFailed();
@@ -288,6 +365,7 @@ StatusOr<SecretBytes> RsaPrivateKey::Decrypt(RsaPadding padding, ByteView cipher
     ClearOsslErrors();
     return DecryptFailed();
   }
+  if (label.empty()) contexts_->Give(RsaContextPool::Kind::kDecrypt, padding, std::move(ctx));
   return SecretBytes(out.Reveal(InsecureSecretAccess()).first(out_size), InsecureSecretAccess());
 }
 

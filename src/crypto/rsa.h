@@ -22,6 +22,7 @@
 #ifndef KEYFOUNDRY_CRYPTO_RSA_H_
 #define KEYFOUNDRY_CRYPTO_RSA_H_
 
+#include <memory>
 #include <optional>
 
 #include "common/bytes.h"
@@ -65,6 +66,9 @@ struct RsaPrivateComponents {
   SecretBytes qi;  // q^-1 mod p
 };
 
+// Set-up encryption contexts kept for reuse (see rsa.cc); shared by copies of a key.
+class RsaContextPool;
+
 class RsaPublicKey {
  public:
   static constexpr int kMinModulusBits = 2048;
@@ -95,9 +99,10 @@ class RsaPublicKey {
 
  private:
   friend class RsaPrivateKey;
-  explicit RsaPublicKey(EvpPkeyPtr pkey) : pkey_(std::move(pkey)) {}
+  explicit RsaPublicKey(EvpPkeyPtr pkey);
 
   EvpPkeyPtr pkey_;
+  std::shared_ptr<RsaContextPool> contexts_;
 };
 
 class RsaPrivateKey {
@@ -124,9 +129,10 @@ class RsaPrivateKey {
   StatusOr<Bytes> SignDigest(RsaSignatureScheme scheme, HashAlgorithm hash, ByteView digest) const;
 
  private:
-  explicit RsaPrivateKey(EvpPkeyPtr pkey) : pkey_(std::move(pkey)) {}
+  explicit RsaPrivateKey(EvpPkeyPtr pkey);
 
   EvpPkeyPtr pkey_;
+  std::shared_ptr<RsaContextPool> contexts_;
 };
 
 }  // namespace keyfoundry::crypto

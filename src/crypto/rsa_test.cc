@@ -4,6 +4,11 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include "crypto/test_util.h"
 
 namespace keyfoundry::crypto {
@@ -59,6 +64,55 @@ TEST(RsaTest, OaepLabelIsBound) {
   EXPECT_EQ(
       TestPublicKey().Encrypt(RsaPadding::kPkcs1v15, AsBytes("k"), AsBytes("L")).status().code(),
       StatusCode::kInvalidArgument);
+}
+
+// A key keeps the contexts it set up for reuse: each must keep its own padding, never take a
+// label from an earlier call, and survive a failed call, alone and across threads.
+TEST(RsaTest, ReusedContextsKeepPaddingsAndLabelsApartAcrossCallsAndThreads) {
+  const RsaPublicKey public_key = TestPublicKey();  // one object: its contexts are reused
+  for (int round = 0; round < 3; ++round) {
+    for (RsaPadding padding : kPaddings) {
+      SCOPED_TRACE(static_cast<int>(padding));
+      auto ciphertext = public_key.Encrypt(padding, AsBytes("dk"));
+      ASSERT_TRUE(ciphertext.ok());
+      EXPECT_EQ(Reveal(*TestKey().Decrypt(padding, *ciphertext)), ToBytes("dk"));
+      // A failure (the wrong padding, a tampered ciphertext) leaves later calls working.
+      for (RsaPadding other : kPaddings) {
+        if (other != padding && other != RsaPadding::kPkcs1v15) {
+          EXPECT_FALSE(TestKey().Decrypt(other, *ciphertext).ok());
+        }
+      }
+      Bytes tampered = *ciphertext;
+      tampered[7] ^= 1;
+      EXPECT_FALSE(TestKey().Decrypt(padding, tampered).ok() && padding != RsaPadding::kPkcs1v15);
+    }
+    // A labelled call between unlabelled ones: the label binds only its own ciphertext.
+    auto labelled = public_key.Encrypt(RsaPadding::kOaepSha256, AsBytes("k"), AsBytes("L"));
+    ASSERT_TRUE(labelled.ok());
+    EXPECT_FALSE(TestKey().Decrypt(RsaPadding::kOaepSha256, *labelled).ok());
+    EXPECT_TRUE(TestKey().Decrypt(RsaPadding::kOaepSha256, *labelled, AsBytes("L")).ok());
+    auto plain = public_key.Encrypt(RsaPadding::kOaepSha256, AsBytes("k"));
+    ASSERT_TRUE(plain.ok());
+    EXPECT_TRUE(TestKey().Decrypt(RsaPadding::kOaepSha256, *plain).ok());
+    EXPECT_FALSE(TestKey().Decrypt(RsaPadding::kOaepSha256, *plain, AsBytes("L")).ok());
+  }
+
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 30; ++i) {
+        const RsaPadding padding = kPaddings[(t + i) % 3];
+        const Bytes message = ToBytes("key " + std::to_string(t) + "/" + std::to_string(i));
+        auto ciphertext = public_key.Encrypt(padding, message);
+        auto plaintext = ciphertext.ok() ? TestKey().Decrypt(padding, *ciphertext)
+                                         : StatusOr<SecretBytes>(ciphertext.status());
+        if (!plaintext.ok() || Reveal(*plaintext) != message) ++failures;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
 }
 
 TEST(RsaTest, DecryptFailsOpaquelyOnTamperingWrongLengthOrWrongPadding) {
