@@ -68,23 +68,29 @@ Bytes DekAad(ByteView key_block_prefix, ByteView header) {
   return w.Take();
 }
 
-// `nonce` is fresh from the CSPRNG.
-StatusOr<Bytes> WrapDataKey(const GenerationKey& generation, const SecretBytes& dek,
-                            ByteView header, ByteView nonce) {
+// `nonce` is fresh from the CSPRNG; `aead` holds generation's key.
+StatusOr<Bytes> WrapDataKey(const GenerationKey& generation, crypto::AesGcm& aead,
+                            const SecretBytes& dek, ByteView header, ByteView nonce) {
   ByteWriter w(kKeyBlockSize);
   w.WriteU8(kKeyBlockVersion);
   w.WriteU8(kWrapAlgAes256Gcm);
   w.WriteU64(generation.generation());
-  ASSIGN_OR_RETURN(auto aead, crypto::AesGcm::New(generation.key()));
-  ASSIGN_OR_RETURN(Bytes sealed, aead->Seal(nonce, DekAad(w.bytes(), header),
-                                            dek.Reveal(InsecureSecretAccess())));
+  ASSIGN_OR_RETURN(Bytes sealed,
+                   aead.Seal(nonce, DekAad(w.bytes(), header), dek.Reveal(InsecureSecretAccess())));
   w.WriteBytes(nonce);
   w.WriteBytes(sealed);
   return w.Take();
 }
 
+StatusOr<Bytes> WrapDataKey(const GenerationKey& generation, const SecretBytes& dek,
+                            ByteView header, ByteView nonce) {
+  ASSIGN_OR_RETURN(auto aead, crypto::AesGcm::New(generation.key()));
+  return WrapDataKey(generation, *aead, dek, header, nonce);
+}
+
+// `aead` holds generation's key.
 StatusOr<SecretBytes> UnwrapDataKey(ByteView key_block, ByteView header,
-                                    const GenerationKey& generation) {
+                                    const GenerationKey& generation, crypto::AesGcm& aead) {
   ASSIGN_OR_RETURN(uint64_t named, KeyBlockGeneration(key_block));
   if (named != generation.generation()) {
     return InvalidArgumentError("the object's data key is wrapped under generation " +
@@ -94,13 +100,17 @@ StatusOr<SecretBytes> UnwrapDataKey(ByteView key_block, ByteView header,
   ByteView prefix = key_block.first(kKeyBlockPrefixSize);
   ByteView nonce = key_block.subspan(kKeyBlockPrefixSize, crypto::AesGcm::kNonceSize);
   ByteView sealed = key_block.subspan(kKeyBlockPrefixSize + crypto::AesGcm::kNonceSize);
-  ASSIGN_OR_RETURN(auto aead, crypto::AesGcm::New(generation.key()));
   SecretBytes dek(kDataKeySize);
-  if (!aead->Open(nonce, DekAad(prefix, header), sealed, dek.Mutable(InsecureSecretAccess()))
-           .ok()) {
+  if (!aead.Open(nonce, DekAad(prefix, header), sealed, dek.Mutable(InsecureSecretAccess())).ok()) {
     return Corrupt();
   }
   return dek;
+}
+
+StatusOr<SecretBytes> UnwrapDataKey(ByteView key_block, ByteView header,
+                                    const GenerationKey& generation) {
+  ASSIGN_OR_RETURN(auto aead, crypto::AesGcm::New(generation.key()));
+  return UnwrapDataKey(key_block, header, generation, *aead);
 }
 
 // A parsed content header.
@@ -164,6 +174,38 @@ StatusOr<Bytes> RewrapKeyBlock(ByteView key_block, ByteView content_header,
   ASSIGN_OR_RETURN(SecretBytes dek, UnwrapDataKey(key_block, content_header, from));
   ASSIGN_OR_RETURN(Bytes nonce, crypto::RandomBytes(crypto::AesGcm::kNonceSize, random));
   return WrapDataKey(to, dek, content_header, nonce);
+}
+
+// --- KeyBlockRewrapper ---
+
+KeyBlockRewrapper::KeyBlockRewrapper(const GenerationKey& from, const GenerationKey& to,
+                                     crypto::Random& random, std::unique_ptr<crypto::AesGcm> unwrap,
+                                     std::unique_ptr<crypto::AesGcm> wrap)
+    : from_(from), to_(to), random_(random), unwrap_(std::move(unwrap)), wrap_(std::move(wrap)) {}
+
+StatusOr<std::unique_ptr<KeyBlockRewrapper>> KeyBlockRewrapper::New(const GenerationKey& from,
+                                                                    const GenerationKey& to,
+                                                                    crypto::Random& random) {
+  if (from.generation() == to.generation()) {
+    return InvalidArgumentError("a key block is rewrapped to another generation");
+  }
+  ASSIGN_OR_RETURN(auto unwrap, crypto::AesGcm::New(from.key()));
+  ASSIGN_OR_RETURN(auto wrap, crypto::AesGcm::New(to.key()));
+  return std::unique_ptr<KeyBlockRewrapper>(
+      new KeyBlockRewrapper(from, to, random, std::move(unwrap), std::move(wrap)));
+}
+
+StatusOr<Bytes> KeyBlockRewrapper::Rewrap(ByteView key_block, ByteView content_header) {
+  ASSIGN_OR_RETURN(SecretBytes dek, UnwrapDataKey(key_block, content_header, from_, *unwrap_));
+  if (used_ == nonces_.size() / crypto::AesGcm::kNonceSize) {
+    ASSIGN_OR_RETURN(nonces_,
+                     crypto::RandomBytes(kNonceBatch * crypto::AesGcm::kNonceSize, random_));
+    used_ = 0;
+  }
+  // Each nonce is handed out once: used_ only grows until a fresh batch replaces them all.
+  const ByteView nonce =
+      ByteView(nonces_).subspan(used_++ * crypto::AesGcm::kNonceSize, crypto::AesGcm::kNonceSize);
+  return WrapDataKey(to_, *wrap_, dek, content_header, nonce);
 }
 
 uint64_t SealedSize(uint64_t plaintext_size, size_t object_id_size, uint32_t segment_size) {

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+#include <string>
+
 #include <cstring>
 #include <optional>
 
@@ -247,6 +250,39 @@ TEST(EnvelopeTest, RewrapMovesTheDataKeyWithoutTouchingContent) {
   EXPECT_EQ(OpenAll("rw", moved, g2), plain);
   EXPECT_FALSE(OpenSealed("rw", moved, g1).ok());
   EXPECT_FALSE(RewrapKeyBlock(s.key_block, reader->header(), Gen(1, 5), g2).ok());
+}
+
+// The batch rewrapper: every key block it makes opens under the new generation, each with a
+// nonce of its own (across several nonce batches), and a block of another generation, or of
+// another object, is refused without spending the rewrapper.
+TEST(EnvelopeTest, KeyBlockRewrapperMovesManyObjectsWithDistinctNonces) {
+  GenerationKey g1 = Gen(1, 1), g2 = Gen(2, 2);
+  EXPECT_EQ(KeyBlockRewrapper::New(g1, Gen(1, 1)).status().code(), StatusCode::kInvalidArgument);
+  auto rewrapper = KeyBlockRewrapper::New(g1, g2);
+  ASSERT_TRUE(rewrapper.ok()) << rewrapper.status();
+  const size_t objects = KeyBlockRewrapper::kNonceBatch * 2 + 3;
+  std::set<Bytes> nonces;
+  for (size_t i = 0; i < objects; ++i) {
+    const std::string id = "obj-" + std::to_string(i);
+    const Bytes plain = Pattern(10 + i % 7);
+    const Sealed s = Seal(id, g1, plain);
+    auto reader = OpenSealed(id, s, g1);
+    ASSERT_TRUE(reader.ok());
+    auto moved = (*rewrapper)->Rewrap(s.key_block, (*reader)->header());
+    ASSERT_TRUE(moved.ok()) << moved.status();
+    EXPECT_EQ(*KeyBlockGeneration(*moved), 2u);
+    EXPECT_EQ(OpenAll(id, Sealed{*moved, s.content}, g2), plain);
+    // The key block is version, algorithm, generation (10 bytes), then the nonce.
+    nonces.insert(Bytes(moved->begin() + 10, moved->begin() + 10 + crypto::AesGcm::kNonceSize));
+    if (i == 5) {
+      EXPECT_EQ((*rewrapper)->Rewrap(*moved, (*reader)->header()).status().code(),
+                StatusCode::kInvalidArgument);  // already under generation 2
+      const Sealed other = Seal("other", g1, plain);
+      EXPECT_EQ((*rewrapper)->Rewrap(other.key_block, (*reader)->header()).status().code(),
+                StatusCode::kDataLoss);  // another object's header
+    }
+  }
+  EXPECT_EQ(nonces.size(), objects);
 }
 
 TEST(EnvelopeTest, ObjectIdMustMatch) {

@@ -1,9 +1,9 @@
 #include "foundry/files.h"
 
 #include <algorithm>
+#include <array>
 #include <future>
 #include <map>
-#include <array>
 #include <optional>
 
 #include "common/encoding.h"
@@ -109,15 +109,15 @@ StatusOr<std::optional<Record>> GetRecord(Transaction& txn, std::string_view acc
 
 Json Encode(const FileInfo& f) {
   Json out = {{"v", kRecordVersion},
-          {"id", f.id},
-          {"filename", f.filename},
-          {"purpose", f.purpose},
-          {"bytes", f.bytes},
-          {"created_at", f.created_at},
-          {"generation", f.generation},
-          {"key_block", Base64UrlEncode(f.key_block)},
-          {"stored_bytes", f.stored_bytes},
-          {"inline", f.is_inline}};
+              {"id", f.id},
+              {"filename", f.filename},
+              {"purpose", f.purpose},
+              {"bytes", f.bytes},
+              {"created_at", f.created_at},
+              {"generation", f.generation},
+              {"key_block", Base64UrlEncode(f.key_block)},
+              {"stored_bytes", f.stored_bytes},
+              {"inline", f.is_inline}};
   if (!f.is_inline && f.blob != f.id) out["blob"] = f.blob;
   return out;
 }
@@ -495,11 +495,10 @@ Status FileStore::DeleteAll(std::string_view account) {
   }
 }
 
-
 // --- reprocessing
 
 struct FileStore::Candidate {
-  Record record;           // as read: its version guards the switch
+  Record record;  // as read: its version guards the switch
   FileInfo info;
   std::optional<Bytes> content;  // a small file's sealed content
   bool legacy = false;           // a version-1 record, whose content is in the record
@@ -523,8 +522,7 @@ void AddDelta(std::map<uint64_t, std::pair<int64_t, int64_t>>& deltas, uint64_t 
 std::shared_ptr<const encryption::GenerationKey> KeyOrFailure(encryption::AccountKeys& keys,
                                                               std::string_view account,
                                                               uint64_t generation,
-                                                              ReprocessPage& page,
-                                                              Status* fatal) {
+                                                              ReprocessPage& page, Status* fatal) {
   StatusOr<std::shared_ptr<const encryption::GenerationKey>> key = keys.Get(account, generation);
   if (key.ok()) return *key;
   if (key.status().code() == StatusCode::kPermissionDenied ||
@@ -552,20 +550,36 @@ StatusOr<std::vector<FileStore::Candidate>> FileStore::ReadCandidates(
     page.visited = records.size();
     page.done = records.size() < n;
     page.last_id = records.empty() ? std::string(after) : records.back().key.substr(prefix.size());
+    size_t inline_files = 0;
     for (Record& r : records) {
       std::optional<Bytes> content;
       ASSIGN_OR_RETURN(FileInfo f, Decode(r, &content));
       const bool legacy = content.has_value();
+      if (f.is_inline && !legacy) ++inline_files;  // moved or not: its content is in the range
       if (f.generation == to.generation()) continue;
       if (!from.empty() && std::find(from.begin(), from.end(), f.generation) == from.end()) {
         continue;
       }
-      if (f.is_inline && !content.has_value()) {
-        ASSIGN_OR_RETURN(std::optional<Record> sealed, txn.Get(kContentTable, r.key));
-        if (!sealed.has_value()) return DataLossError("the content of file " + f.id + " is missing");
-        content = std::move(sealed->value);
-      }
       todo.push_back({std::move(r), std::move(f), std::move(content), legacy});
+    }
+    if (inline_files == 0 || todo.empty()) return OkStatus();
+    // Small files' contents share their records' keys: one scan from the same place reads
+    // them in order (the files not moved, and any stray content, only cost a point read).
+    ASSIGN_OR_RETURN(std::vector<Record> contents,
+                     txn.Scan(kContentTable, prefix,
+                              after.empty() ? "" : prefix + std::string(after), inline_files));
+    auto next = contents.begin();
+    for (Candidate& c : todo) {
+      if (!c.info.is_inline || c.content.has_value()) continue;
+      while (next != contents.end() && next->key < c.record.key) ++next;
+      if (next != contents.end() && next->key == c.record.key) {
+        c.content = std::move(next->value);
+        continue;
+      }
+      ASSIGN_OR_RETURN(std::optional<Record> sealed, txn.Get(kContentTable, c.record.key));
+      if (!sealed.has_value())
+        return DataLossError("the content of file " + c.info.id + " is missing");
+      c.content = std::move(sealed->value);
     }
     return OkStatus();
   }));
@@ -585,10 +599,10 @@ StatusOr<ReprocessPage> FileStore::Reprocess(std::string_view account, Reprocess
   if (mode == ReprocessMode::kReencrypt) {
     for (std::string cursor(after); !page.done && page.visited < max_files;) {
       ReprocessPage chunk;
-      ASSIGN_OR_RETURN(std::vector<Candidate> todo,
-                       ReadCandidates(account, from, to, cursor,
-                                      std::min(storage::kMaxScanLimit, max_files - page.visited),
-                                      chunk));
+      ASSIGN_OR_RETURN(
+          std::vector<Candidate> todo,
+          ReadCandidates(account, from, to, cursor,
+                         std::min(storage::kMaxScanLimit, max_files - page.visited), chunk));
       for (Candidate& c : todo) RETURN_IF_ERROR(ReencryptFile(account, c, to, chunk));
       page.visited += chunk.visited;
       page.moved += chunk.moved;
@@ -657,15 +671,31 @@ StatusOr<std::vector<FileStore::RewrapChange>> FileStore::PrepareRewrap(
     ReprocessPage& page) {
   std::vector<RewrapChange> changes;
   Status fatal = OkStatus();
+  // One rewrapper per generation met in the chunk (usually one), with the key it uses.
+  struct From {
+    std::shared_ptr<const encryption::GenerationKey> key;
+    std::unique_ptr<encryption::KeyBlockRewrapper> rewrapper;
+  };
+  std::map<uint64_t, From> rewrappers;
   for (Candidate& c : files) {
-    std::shared_ptr<const encryption::GenerationKey> from =
-        KeyOrFailure(keys_, account, c.info.generation, page, &fatal);
-    RETURN_IF_ERROR(fatal);
-    if (from == nullptr) continue;
+    auto it = rewrappers.find(c.info.generation);
+    if (it == rewrappers.end()) {
+      From from;
+      from.key = KeyOrFailure(keys_, account, c.info.generation, page, &fatal);
+      RETURN_IF_ERROR(fatal);
+      if (from.key != nullptr) {
+        ASSIGN_OR_RETURN(from.rewrapper, encryption::KeyBlockRewrapper::New(*from.key, to));
+      }
+      it = rewrappers.emplace(c.info.generation, std::move(from)).first;
+    } else if (it->second.key == nullptr) {
+      ++page.failed;  // as KeyOrFailure counts it
+    }
+    if (it->second.key == nullptr) continue;
     const size_t header_size = kHeaderFixedSize + c.info.id.size();
     Bytes header(header_size);
     if (c.content.has_value()) {
-      if (c.content->size() < header_size) return DataLossError("file " + c.info.id + " is corrupt");
+      if (c.content->size() < header_size)
+        return DataLossError("file " + c.info.id + " is corrupt");
       std::copy_n(c.content->begin(), header_size, header.begin());
     } else {
       ASSIGN_OR_RETURN(std::unique_ptr<storage::BlobReader> blob, blobs_.Open(c.info.blob));
@@ -678,7 +708,7 @@ StatusOr<std::vector<FileStore::RewrapChange>> FileStore::PrepareRewrap(
     change.old_generation = c.info.generation;
     change.info = std::move(c.info);
     ASSIGN_OR_RETURN(change.info.key_block,
-                     encryption::RewrapKeyBlock(change.info.key_block, header, *from, to));
+                     it->second.rewrapper->Rewrap(change.info.key_block, header));
     change.info.generation = to.generation();
     change.record = Encode(change.info).dump();
     if (c.legacy) change.legacy_content = std::move(c.content);
@@ -780,8 +810,7 @@ Status FileStore::ReencryptFile(std::string_view account, Candidate& c,
   bool switched = false;
   RETURN_IF_ERROR(store_.Write([&](Transaction& txn) -> Status {
     switched = false;
-    Status updated =
-        txn.Update(kTable, c.record.key, AsBytes(Encode(f).dump()), c.record.version);
+    Status updated = txn.Update(kTable, c.record.key, AsBytes(Encode(f).dump()), c.record.version);
     if (updated.code() == StatusCode::kAborted || updated.code() == StatusCode::kNotFound) {
       return OkStatus();  // changed or deleted meanwhile
     }
@@ -792,15 +821,14 @@ Status FileStore::ReencryptFile(std::string_view account, Candidate& c,
       RETURN_IF_ERROR(DeleteIfPresent(txn, kContentTable, c.record.key));
     }
     const auto size = static_cast<int64_t>(f.bytes);
-    RETURN_IF_ERROR(
-        encryption::AccountKeys::AddUsage(txn, account, c.info.generation, -1, -size));
+    RETURN_IF_ERROR(encryption::AccountKeys::AddUsage(txn, account, c.info.generation, -1, -size));
     RETURN_IF_ERROR(encryption::AccountKeys::AddUsage(txn, account, to.generation(), 1, size));
     switched = true;
     return OkStatus();
   }));
   // The content no record names any more.
-  const std::string unused = switched ? (c.info.is_inline ? "" : c.info.blob)
-                                      : (f.is_inline ? "" : new_blob_name);
+  const std::string unused =
+      switched ? (c.info.is_inline ? "" : c.info.blob) : (f.is_inline ? "" : new_blob_name);
   if (!unused.empty()) {
     Status removed = blobs_.Delete(unused);
     if (!removed.ok() && removed.code() != StatusCode::kNotFound) {

@@ -41,6 +41,9 @@
 //     acknowledged is lost either way;
 //   - after COMMIT loses nothing: a checkpoint copies WAL pages into the database file and
 //     fsyncs it before the WAL is reused, so a checkpoint cut short is redone from the WAL;
+//     checkpoints run on a connection of their own, on a background thread, as PASSIVE ones
+//     (never waiting for readers or the writer), which SQLite makes as crash-safe as its own
+//     automatic checkpoints;
 //   - during Open's migrations leaves the schema at the old version or the new one, never
 //     between, since they run in one transaction.
 #include "storage/sqlite/sqlite_metadata_store.h"
@@ -48,11 +51,14 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <optional>
 #include <string_view>
 #include <utility>
+
+#include "common/logging.h"
 
 namespace keyfoundry::storage {
 namespace {
@@ -193,7 +199,9 @@ class Statement {
 // store guarantees.
 class SqliteConnection {
  public:
-  enum class Role { kWriter, kReader };
+  // The writer (creates the file, sets WAL mode), readers (query_only), and the checkpointer
+  // (read-write, for checkpoints only).
+  enum class Role { kWriter, kReader, kCheckpointer };
 
   // Every error names `path`.
   static StatusOr<std::unique_ptr<SqliteConnection>> Open(const std::string& path,
@@ -222,6 +230,10 @@ class SqliteConnection {
   }
   sqlite3* db() const { return db_; }
 
+  // Calls `hook` after each commit with the number of pages in the WAL; replaces SQLite's
+  // automatic checkpoints on this connection.
+  void SetWalHook(std::function<void(int)> hook);
+
  private:
   explicit SqliteConnection(sqlite3* db) : db_(db) {}
   Status Configure(const SqliteOptions& options, Role role);
@@ -229,6 +241,7 @@ class SqliteConnection {
   sqlite3* const db_;
   std::map<std::string_view, sqlite3_stmt*> statements_;
   Status failure_;
+  std::function<void(int)> wal_hook_;
 };
 
 namespace {
@@ -410,6 +423,7 @@ Status SqliteConnection::Configure(const SqliteOptions& options, Role role) {
   sqlite3_busy_timeout(db_, static_cast<int>(options.busy_timeout.count()));
   RETURN_IF_ERROR(Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON"));
   if (role == Role::kReader) return Exec("PRAGMA query_only = ON");
+  if (role == Role::kCheckpointer) return OkStatus();
   // The journal mode is stored in the file, so readers opened later find WAL already on.
   ASSIGN_OR_RETURN(Statement stmt, Prepare("PRAGMA journal_mode = WAL"));
   ASSIGN_OR_RETURN(bool row, stmt.Step());
@@ -417,6 +431,17 @@ Status SqliteConnection::Configure(const SqliteOptions& options, Role role) {
     return FailedPreconditionError("cannot switch to WAL mode; is it on a network filesystem?");
   }
   return OkStatus();
+}
+
+void SqliteConnection::SetWalHook(std::function<void(int)> hook) {
+  wal_hook_ = std::move(hook);
+  sqlite3_wal_hook(
+      db_,
+      [](void* self, sqlite3*, const char*, int pages) {
+        static_cast<SqliteConnection*>(self)->wal_hook_(pages);
+        return SQLITE_OK;
+      },
+      this);
 }
 
 SqliteConnection::~SqliteConnection() {
@@ -467,9 +492,76 @@ StatusOr<std::unique_ptr<SqliteMetadataStore>> SqliteMetadataStore::Open(
 
 SqliteMetadataStore::SqliteMetadataStore(std::string path, SqliteOptions options,
                                          std::unique_ptr<SqliteConnection> writer)
-    : path_(std::move(path)), options_(options), writer_(std::move(writer)) {}
+    : path_(std::move(path)), options_(options), writer_(std::move(writer)) {
+  WatchWal(*writer_);
+  checkpointer_ = std::thread([this] { CheckpointLoop(); });
+}
 
-SqliteMetadataStore::~SqliteMetadataStore() = default;
+SqliteMetadataStore::~SqliteMetadataStore() {
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    stopping_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  checkpointer_.join();
+}
+
+int64_t SqliteMetadataStore::BackgroundCheckpointsForTest() const {
+  std::lock_guard<std::mutex> lock(checkpoint_mu_);
+  return background_checkpoints_;
+}
+
+void SqliteMetadataStore::WatchWal(SqliteConnection& writer) {
+  // Replaces SQLite's automatic checkpoint, which is itself a WAL hook.
+  writer.SetWalHook([this, conn = &writer](int pages) { OnCommit(*conn, pages); });
+}
+
+void SqliteMetadataStore::OnCommit(SqliteConnection& writer, int wal_pages) {
+  const int64_t threshold = std::max(1, options_.checkpoint_pages);
+  if (wal_pages < threshold) return;
+  if (wal_pages > 64 * threshold) {
+    // The background checkpoints fall behind (or readers hold old snapshots): the writer
+    // copies what it can itself, as SQLite's automatic checkpoint would.
+    (void)sqlite3_wal_checkpoint_v2(writer.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
+                                    nullptr);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    if (checkpoint_wanted_) return;
+    checkpoint_wanted_ = true;
+  }
+  checkpoint_cv_.notify_one();
+}
+
+void SqliteMetadataStore::CheckpointLoop() {
+  std::unique_ptr<SqliteConnection> conn;
+  std::unique_lock<std::mutex> lock(checkpoint_mu_);
+  while (true) {
+    checkpoint_cv_.wait(lock, [this] { return checkpoint_wanted_ || stopping_; });
+    if (stopping_) return;
+    lock.unlock();
+    if (conn == nullptr) {
+      StatusOr<std::unique_ptr<SqliteConnection>> opened =
+          SqliteConnection::Open(path_, options_, SqliteConnection::Role::kCheckpointer);
+      if (opened.ok()) {
+        conn = *std::move(opened);
+      } else {
+        Log(LogLevel::kWarning, "sqlite.checkpointer_open_failed",
+            {{"error", opened.status().ToString()}});
+      }
+    }
+    // PASSIVE: copies what no reader still needs, without waiting for anyone. An error (a
+    // busy database, a full disk) leaves the pages in the WAL for the next attempt.
+    const int rc = conn == nullptr
+                       ? SQLITE_CANTOPEN
+                       : sqlite3_wal_checkpoint_v2(conn->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                                   nullptr, nullptr);
+    lock.lock();
+    checkpoint_wanted_ = false;
+    if (rc == SQLITE_OK) ++background_checkpoints_;
+  }
+}
 
 Status SqliteMetadataStore::Read(const TransactionFn& fn) {
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteConnection> reader, TakeReader());
@@ -483,6 +575,7 @@ Status SqliteMetadataStore::Write(const TransactionFn& fn) {
   if (writer_ == nullptr) {
     ASSIGN_OR_RETURN(writer_,
                      SqliteConnection::Open(path_, options_, SqliteConnection::Role::kWriter));
+    WatchWal(*writer_);
   }
   Status status = writer_->RunTransaction(/*writable=*/true, fn);
   if (writer_->InTransaction()) writer_.reset();  // closing it rolls back

@@ -12,8 +12,12 @@
 #define KEYFOUNDRY_STORAGE_SQLITE_SQLITE_METADATA_STORE_H_
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/mutex.h"
@@ -27,6 +31,11 @@ class SqliteConnection;  // one sqlite3 handle with its prepared statements; in 
 struct SqliteOptions {
   // How long a Write waits for another process's write transaction before Unavailable.
   std::chrono::milliseconds busy_timeout{5000};
+  // Checkpoints (copying the WAL's pages into the database file, with its fsync) run on a
+  // background thread once a commit leaves at least this many pages in the WAL, so that no
+  // Write pays for one. A commit that leaves more than 64 times as many checkpoints inline (a
+  // backstop for a checkpointer that cannot keep up). At least 1.
+  int checkpoint_pages = 1000;
 };
 
 class SqliteMetadataStore final : public MetadataStore {
@@ -41,12 +50,21 @@ class SqliteMetadataStore final : public MetadataStore {
   Status Read(const TransactionFn& fn) override;
   Status Write(const TransactionFn& fn) override;
 
+  // Checkpoints the background thread has run so far.
+  int64_t BackgroundCheckpointsForTest() const;
+
  private:
   SqliteMetadataStore(std::string path, SqliteOptions options,
                       std::unique_ptr<SqliteConnection> writer);
 
   StatusOr<std::unique_ptr<SqliteConnection>> TakeReader();
   void ReturnReader(std::unique_ptr<SqliteConnection> reader);
+
+  // Makes `writer` report its WAL's size after each commit (instead of checkpointing itself).
+  void WatchWal(SqliteConnection& writer);
+  // Called by SQLite after each commit of the writer, with the pages now in the WAL.
+  void OnCommit(SqliteConnection& writer, int wal_pages);
+  void CheckpointLoop();
 
   const std::string path_;
   const SqliteOptions options_;
@@ -57,6 +75,14 @@ class SqliteMetadataStore final : public MetadataStore {
 
   Mutex readers_mu_;  // held only to take or return a connection
   std::vector<std::unique_ptr<SqliteConnection>> idle_readers_ GUARDED_BY(readers_mu_);
+
+  // Guard the three fields below them.
+  mutable std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false;
+  bool stopping_ = false;
+  int64_t background_checkpoints_ = 0;
+  std::thread checkpointer_;  // owns its own connection
 };
 
 }  // namespace keyfoundry::storage

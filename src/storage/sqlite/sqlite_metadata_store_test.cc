@@ -587,3 +587,46 @@ TEST_F(SqliteMetadataStoreTest, ConcurrentWritersLoseNoUpdate) {
 
 }  // namespace
 }  // namespace keyfoundry::storage
+
+namespace keyfoundry::storage {
+namespace {
+
+// Commits leave the WAL's pages to the background checkpointer: after many writes the WAL file
+// stays within the backstop's bound, the background thread did checkpoint, and every record is
+// there after reopening.
+TEST(SqliteCheckpointTest, CheckpointsRunInTheBackgroundAndKeepTheWalBounded) {
+  ScopedTempDir dir;
+  const std::string path = dir.path() + "/metadata.db";
+  SqliteOptions options;
+  options.checkpoint_pages = 50;
+  auto store = SqliteMetadataStore::Open(path, options);
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::string value(3000, 'v');  // about a page per record
+  constexpr int kRecords = 2000;
+  for (int i = 0; i < kRecords; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    ASSERT_TRUE(
+        (*store)->Write([&](Transaction& tx) { return tx.Put("t", key, AsBytes(value)); }).ok());
+  }
+  for (int i = 0; i < 1000 && (*store)->BackgroundCheckpointsForTest() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GT((*store)->BackgroundCheckpointsForTest(), 0);
+  // Without checkpoints the WAL would hold every page written (> 2000 pages, ~8 MiB).
+  const auto wal_bytes = std::filesystem::file_size(path + "-wal");
+  EXPECT_LT(wal_bytes, uintmax_t{65} * 50 * (4096 + 24)) << wal_bytes;
+  store->reset();
+  auto reopened = SqliteMetadataStore::Open(path, options);
+  ASSERT_TRUE(reopened.ok());
+  int64_t count = 0;
+  ASSERT_TRUE((*reopened)
+                  ->Read([&](Transaction& tx) -> Status {
+                    ASSIGN_OR_RETURN(count, tx.Count("t", ""));
+                    return OkStatus();
+                  })
+                  .ok());
+  EXPECT_EQ(count, kRecords);
+}
+
+}  // namespace
+}  // namespace keyfoundry::storage
