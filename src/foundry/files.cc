@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <future>
 #include <map>
 #include <optional>
@@ -198,7 +199,14 @@ class FileUploadImpl final : public FileUpload {
  public:
   static StatusOr<std::unique_ptr<FileUpload>> New(
       FileStore& files, std::string account, std::shared_ptr<const encryption::GenerationKey> key) {
+    // 6 bytes of milliseconds since the epoch, then 10 random bytes: ids made close in time
+    // sort close together, so new records append at the end of the tables' B-trees instead of
+    // dirtying a random page each (fewer pages per commit), and stay unguessable.
     ASSIGN_OR_RETURN(Bytes raw, crypto::RandomBytes(16));
+    const auto ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              files.clock_.Now().time_since_epoch())
+                                              .count());
+    for (int i = 0; i < 6; ++i) raw[i] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
     std::string id = "file-" + HexEncode(raw);
     auto upload = std::unique_ptr<FileUploadImpl>(
         new FileUploadImpl(files, std::move(account), std::move(id), std::move(key)));
