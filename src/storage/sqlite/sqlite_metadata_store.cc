@@ -64,6 +64,9 @@ namespace keyfoundry::storage {
 namespace {
 
 constexpr size_t kMaxIdleReaders = 8;
+// The WAL size, in multiples of SqliteOptions::checkpoint_pages, past which the writer
+// finishes a checkpoint itself (see OnCommit).
+constexpr int kInlineCheckpointFactor = 4;
 
 // Forward migrations; entry i takes the schema from version i to i + 1.
 constexpr const char* kMigrations[] = {
@@ -519,9 +522,13 @@ void SqliteMetadataStore::WatchWal(SqliteConnection& writer) {
 void SqliteMetadataStore::OnCommit(SqliteConnection& writer, int wal_pages) {
   const int64_t threshold = std::max(1, options_.checkpoint_pages);
   if (wal_pages < threshold) return;
-  if (wal_pages > 64 * threshold) {
-    // The background checkpoints fall behind (or readers hold old snapshots): the writer
-    // copies what it can itself, as SQLite's automatic checkpoint would.
+  if (wal_pages > kInlineCheckpointFactor * threshold) {
+    // SQLite starts the WAL again from its beginning only when a write begins with every frame
+    // copied back, which a busy writer never lets the background checkpoints see. So the
+    // writer itself finishes the job now and then: the background has copied nearly
+    // everything, the writer copies the last frames (and fsyncs the database file), and its
+    // next transaction restarts the WAL. This also bounds the WAL should the background fall
+    // behind.
     (void)sqlite3_wal_checkpoint_v2(writer.db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr,
                                     nullptr);
     return;

@@ -32,9 +32,10 @@ struct SqliteOptions {
   // How long a Write waits for another process's write transaction before Unavailable.
   std::chrono::milliseconds busy_timeout{5000};
   // Checkpoints (copying the WAL's pages into the database file, with its fsync) run on a
-  // background thread once a commit leaves at least this many pages in the WAL, so that no
-  // Write pays for one. A commit that leaves more than 64 times as many checkpoints inline (a
-  // backstop for a checkpointer that cannot keep up). At least 1.
+  // background thread once a commit leaves at least this many pages in the WAL, so that
+  // Writes do not pay for the copying. A commit that leaves more than 4 times as many
+  // finishes a checkpoint itself (the last few frames), which lets SQLite restart the WAL
+  // and bounds its size. At least 1.
   int checkpoint_pages = 1000;
 };
 
