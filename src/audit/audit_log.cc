@@ -412,11 +412,7 @@ std::string FormatTimeMs(int64_t unix_ms) {
   return std::string(buf, static_cast<size_t>(std::max(n, 0)));
 }
 
-int64_t NowMs(const Clock& clock) {
-  const int64_t ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now().time_since_epoch()).count();
-  return std::clamp<int64_t>(ms, 0, kMaxTimeMs);
-}
+int64_t NowMs(const Clock& clock) { return std::clamp<int64_t>(UnixMillis(clock), 0, kMaxTimeMs); }
 
 }  // namespace
 

@@ -20,6 +20,8 @@ class Clock {
 
 // Whole seconds since the epoch of `clock`'s now.
 int64_t UnixSeconds(const Clock& clock);
+// Whole milliseconds since the epoch of `clock`'s now.
+int64_t UnixMillis(const Clock& clock);
 
 // "2026-11-28T16:04:53Z": a time in UTC as ISO 8601 / RFC 3339, as ARM and the CLI show it.
 std::string FormatIso8601(int64_t unix_seconds);

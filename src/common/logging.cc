@@ -47,13 +47,13 @@ void WriteAll(std::string_view text) {
 }
 
 // The deferred lines. Leaked on purpose: threads may log while the process exits, after
-// static destructors ran; an atexit handler writes what is left.
+// static destructors ran; an atexit handler writes what is left. The flushing thread starts
+// with the first deferred line, so a program that never defers one (the CLI) has none.
 class DeferredLog {
  public:
   static DeferredLog& Get() {
     static DeferredLog* const log = [] {
       auto* created = new DeferredLog();
-      std::thread([created] { created->FlushLoop(); }).detach();
       (void)std::atexit([] { Get().Flush(); });
       return created;
     }();
@@ -61,6 +61,7 @@ class DeferredLog {
   }
 
   void Add(std::string line) {
+    std::call_once(flusher_started_, [this] { std::thread([this] { FlushLoop(); }).detach(); });
     std::lock_guard<std::mutex> lock(mu_);
     const bool was_empty = buffer_.empty();
     buffer_ += line;
@@ -97,6 +98,7 @@ class DeferredLog {
     }
   }
 
+  std::once_flag flusher_started_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::string buffer_;

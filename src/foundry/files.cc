@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <future>
 #include <map>
 #include <optional>
+#include <span>
 
 #include "common/encoding.h"
 #include "common/logging.h"
@@ -203,10 +203,7 @@ class FileUploadImpl final : public FileUpload {
     // sort close together, so new records append at the end of the tables' B-trees instead of
     // dirtying a random page each (fewer pages per commit), and stay unguessable.
     ASSIGN_OR_RETURN(Bytes raw, crypto::RandomBytes(16));
-    const auto ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                              files.clock_.Now().time_since_epoch())
-                                              .count());
-    for (int i = 0; i < 6; ++i) raw[i] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
+    StoreBigEndian(static_cast<uint64_t>(UnixMillis(files.clock_)), std::span(raw).first(6));
     std::string id = "file-" + HexEncode(raw);
     auto upload = std::unique_ptr<FileUploadImpl>(
         new FileUploadImpl(files, std::move(account), std::move(id), std::move(key)));

@@ -63,11 +63,6 @@ std::string RandomHex(size_t bytes) {
   return raw.ok() ? HexEncode(*raw) : std::string(bytes * 2, '0');
 }
 
-int64_t NowMillis(const Clock& clock) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now().time_since_epoch())
-      .count();
-}
-
 // --- records
 
 Json HyperparametersJson(const Hyperparameters& h) {
@@ -517,7 +512,7 @@ StatusOr<FineTuningJob> FineTuning::Create(std::string_view account,
   RETURN_IF_ERROR(keys_.Active(account).status());
 
   FineTuningJob job;
-  const int64_t now_ms = NowMillis(clock_);
+  const int64_t now_ms = UnixMillis(clock_);
   job.id = "ftjob-" + Hex16(UINT64_MAX - static_cast<uint64_t>(now_ms)) + RandomHex(8);
   job.model = base->id;
   job.training_file = request.training_file;
