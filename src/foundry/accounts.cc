@@ -18,6 +18,8 @@ using Json = nlohmann::json;
 constexpr std::string_view kTable = "cs_accounts";
 constexpr std::string_view kApprovalTable = "cmk_approvals";
 constexpr std::string_view kProjectTable = "cs_projects";
+// Accounts kept by GetByName's cache; past this, the cache starts again empty.
+constexpr size_t kMaxCachedAccounts = 4096;
 constexpr size_t kApiKeySize = 32;
 constexpr size_t kMinNameSize = 2;
 constexpr size_t kMaxNameSize = 64;
@@ -380,19 +382,28 @@ StatusOr<Account> AccountStore::Put(Account account, bool* created) {
   }
   account.updated_at = Now();
   const std::string value = Encode(account).dump();
-  RETURN_IF_ERROR(store_.Write([&](storage::Transaction& txn) -> Status {
+  const Status written = store_.Write([&](storage::Transaction& txn) -> Status {
     if (is_new) return txn.Insert(kTable, key, AsBytes(value));
     return txn.Put(kTable, key, AsBytes(value));
-  }));
+  });
+  Forget(key);
+  RETURN_IF_ERROR(written);
   if (created != nullptr) *created = is_new;
   return account;
 }
 
 StatusOr<Account> AccountStore::GetByName(std::string_view name) const {
+  const std::string key = ToLowerAscii(name);
+  uint64_t writes = 0;
+  {
+    MutexLock lock(&cache_mu_);
+    if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+    writes = writes_;
+  }
   std::optional<storage::Record> record;
   if (ValidateAccountName(name).ok()) {
     RETURN_IF_ERROR(store_.Read([&](storage::Transaction& txn) -> Status {
-      ASSIGN_OR_RETURN(record, txn.Get(kTable, ToLowerAscii(name)));
+      ASSIGN_OR_RETURN(record, txn.Get(kTable, key));
       return OkStatus();
     }));
   }
@@ -400,7 +411,19 @@ StatusOr<Account> AccountStore::GetByName(std::string_view name) const {
     return NotFoundError("The account '" + std::string(name) + "' was not found.")
         .WithReason("ResourceNotFound");
   }
-  return Decode(*record);
+  ASSIGN_OR_RETURN(Account account, Decode(*record));
+  MutexLock lock(&cache_mu_);
+  if (writes_ == writes) {
+    if (cache_.size() >= kMaxCachedAccounts) cache_.clear();
+    cache_.emplace(key, account);
+  }
+  return account;
+}
+
+void AccountStore::Forget(const std::string& lower_name) {
+  MutexLock lock(&cache_mu_);
+  ++writes_;
+  cache_.erase(lower_name);
 }
 
 StatusOr<Account> AccountStore::Get(std::string_view subscription_id, std::string_view group,
@@ -440,9 +463,11 @@ StatusOr<std::vector<Account>> AccountStore::List(std::string_view subscription_
 }
 
 Status AccountStore::Delete(const Account& account) {
-  return store_.Write([&](storage::Transaction& txn) -> Status {
-    return txn.Delete(kTable, ToLowerAscii(account.name));
-  });
+  const std::string key = ToLowerAscii(account.name);
+  const Status deleted =
+      store_.Write([&](storage::Transaction& txn) -> Status { return txn.Delete(kTable, key); });
+  Forget(key);
+  return deleted;
 }
 
 StatusOr<std::vector<SecretBytes>> AccountStore::ListKeys(const Account& account) {
@@ -488,9 +513,11 @@ StatusOr<Account> AccountStore::RegenerateKey(const Account& account, int which)
   }
   updated.updated_at = Now();
   const std::string value = Encode(updated).dump();
-  RETURN_IF_ERROR(store_.Write([&](storage::Transaction& txn) -> Status {
-    return txn.Put(kTable, ToLowerAscii(account.name), AsBytes(value));
-  }));
+  const std::string key = ToLowerAscii(account.name);
+  const Status written = store_.Write(
+      [&](storage::Transaction& txn) -> Status { return txn.Put(kTable, key, AsBytes(value)); });
+  Forget(key);
+  RETURN_IF_ERROR(written);
   return updated;
 }
 

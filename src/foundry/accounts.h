@@ -20,6 +20,12 @@
 //   cmk_approvals     {lower subscription}/{lower kind}  {granted_by, granted_at}
 //   cs_projects       {lower account name}/{lower project}  the project resource (ARM JSON)
 //
+// Cache. GetByName keeps the accounts it decodes, by lower-case name: every data-plane request
+// looks its account up, and the store's read and the JSON decode cost more than the rest of a
+// small download. The cache holds no more than the store: this class is the only writer of
+// cs_accounts, each of its writes drops the account's entry once committed, and a read that
+// overlapped any write does not fill the cache (its snapshot may predate the write).
+//
 // Thread safety: AccountStore may be used from many threads at once.
 #ifndef KEYFOUNDRY_FOUNDRY_ACCOUNTS_H_
 #define KEYFOUNDRY_FOUNDRY_ACCOUNTS_H_
@@ -29,10 +35,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/bytes.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "common/secret_bytes.h"
 #include "common/status.h"
 #include "storage/metadata_store.h"
@@ -153,10 +161,16 @@ class AccountStore {
  private:
   Status NewKeys(Account& account);
   int64_t Now() const;
+  // Drops the cached account (after a write to it) and keeps reads begun before from filling
+  // the cache.
+  void Forget(const std::string& lower_name);
 
   storage::MetadataStore& store_;
   hsm::KeyProvider& hsm_;
   const Clock& clock_;
+  mutable Mutex cache_mu_;
+  mutable std::unordered_map<std::string, Account> cache_ GUARDED_BY(cache_mu_);
+  uint64_t writes_ GUARDED_BY(cache_mu_) = 0;  // Forget calls so far
 };
 
 }  // namespace keyfoundry::foundry

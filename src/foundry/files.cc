@@ -384,8 +384,8 @@ StatusOr<FileInfo> FileStore::Get(std::string_view account, std::string_view id)
   return Decode(*record);
 }
 
-StatusOr<std::unique_ptr<FileReader>> FileStore::Open(std::string_view account,
-                                                      std::string_view id) {
+StatusOr<std::unique_ptr<FileReader>> FileStore::Open(std::string_view account, std::string_view id,
+                                                      KeyWait wait) {
   FileInfo info;
   std::optional<Bytes> content;  // a small file's sealed content
   RETURN_IF_ERROR(store_.Read([&](Transaction& txn) -> Status {
@@ -399,6 +399,10 @@ StatusOr<std::unique_ptr<FileReader>> FileStore::Open(std::string_view account,
     content = std::move(sealed->value);
     return OkStatus();
   }));
+  if (wait == KeyWait::kNever && !keys_.IsCached(account, info.generation)) {
+    return UnavailableError("the key of file " + info.id + " is not cached")
+        .WithReason("KeyNotCached");
+  }
   ASSIGN_OR_RETURN(std::shared_ptr<const encryption::GenerationKey> key,
                    keys_.Get(account, info.generation));
   std::unique_ptr<storage::BlobReader> blob;

@@ -168,7 +168,13 @@ class FileStore {
   // `account` is Account::Key(). Fails with the key engine's status when the active key
   // generation is inaccessible.
   StatusOr<std::unique_ptr<FileUpload>> BeginUpload(std::string_view account);
-  StatusOr<std::unique_ptr<FileReader>> Open(std::string_view account, std::string_view id);
+  // NotFound (reason "NotFound") when the account has no such file; the key engine's status
+  // when the file's generation is inaccessible. With KeyWait::kNever, a key not in the key
+  // cache (getting it may mean a round trip to a remote vault) is Unavailable with reason
+  // "KeyNotCached" instead: for callers on an I/O thread, which then retry where they may wait.
+  enum class KeyWait { kMay = 1, kNever = 2 };
+  StatusOr<std::unique_ptr<FileReader>> Open(std::string_view account, std::string_view id,
+                                             KeyWait wait = KeyWait::kMay);
 
   // NotFound (reason "NotFound") when the account has no such file.
   StatusOr<FileInfo> Get(std::string_view account, std::string_view id) const;

@@ -440,6 +440,24 @@ TEST_F(FileStoreTest, SmallContentIsKeptRawOutsideTheRecordAndLargeContentInABlo
   EXPECT_EQ(ReadAll(big->id).value_or("?"), large);
 }
 
+TEST_F(FileStoreTest, OpenThatMustNotWaitRefusesAKeyNotCachedUntilItIs) {
+  StatusOr<FileInfo> f = Upload("{\"prompt\": \"cached\"}");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_TRUE(files().Open(kAccount, f->id, FileStore::KeyWait::kNever).ok());  // cached
+
+  clock_.Advance(seconds(3600));  // the key cache's entry expired
+  auto refused = files().Open(kAccount, f->id, FileStore::KeyWait::kNever);
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(refused.status().reason(), "KeyNotCached");
+  auto missing = files().Open(kAccount, "file-none", FileStore::KeyWait::kNever);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+
+  EXPECT_TRUE(files().Open(kAccount, f->id, FileStore::KeyWait::kMay).ok());  // unwraps again
+  auto opened = files().Open(kAccount, f->id, FileStore::KeyWait::kNever);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ((*opened)->info().id, f->id);
+}
+
 TEST_F(FileStoreTest, GetAndListNeverReadContent) {
   StatusOr<FileInfo> f = Upload("content");
   ASSERT_TRUE(f.ok()) << f.status();

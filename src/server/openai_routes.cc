@@ -236,11 +236,11 @@ class UploadConsumer final : public http::BodyConsumer {
       return FailureResponse(r, file.status());
     }
     AuditFileUse(s_, r, who_, "FileUpload", file->id, 200);
-    Log(LogLevel::kInfo, "file.uploaded",
-        {{"request_id", request_id_},
-         {"file", file->id},
-         {"bytes", std::to_string(file->bytes)},
-         {"generation", std::to_string(file->generation)}});
+    LogDeferred(LogLevel::kInfo, "file.uploaded",
+                {{"request_id", request_id_},
+                 {"file", file->id},
+                 {"bytes", std::to_string(file->bytes)},
+                 {"generation", std::to_string(file->generation)}});
     return http::Json(200, foundry::FileToJson(*file));
   }
 
@@ -395,16 +395,12 @@ Response DownloadFile(const Services& s, Request& r) {
   if (auto* denied = std::get_if<Response>(&auth)) return std::move(*denied);
   const Authenticated& who = std::get<Authenticated>(auth);
   const std::string id = r.params.at("id");
-  if (r.on_io_thread) {
-    // Unwrapping a key not in the cache may mean a round trip to a remote vault: not on the
-    // I/O thread, whose other connections would wait.
-    StatusOr<foundry::FileInfo> info = s.files->Get(who.account.Key(), id);
-    if (info.ok() && foundry::IsInternalPurpose(info->purpose)) return NoSuchFile(id);
-    if (info.ok() && !s.account_keys->IsCached(who.account.Key(), info->generation)) {
-      return http::RunOnWorker();
-    }
-  }
-  StatusOr<std::unique_ptr<foundry::FileReader>> opened = s.files->Open(who.account.Key(), id);
+  // Unwrapping a key not in the cache may mean a round trip to a remote vault: not on the I/O
+  // thread, whose other connections would wait.
+  StatusOr<std::unique_ptr<foundry::FileReader>> opened = s.files->Open(
+      who.account.Key(), id,
+      r.on_io_thread ? foundry::FileStore::KeyWait::kNever : foundry::FileStore::KeyWait::kMay);
+  if (!opened.ok() && opened.status().reason() == "KeyNotCached") return http::RunOnWorker();
   if (!opened.ok()) {
     AuditFileUse(s, r, who, "FileDownload", id,
                  opened.status().code() == StatusCode::kPermissionDenied ? 403 : 404);

@@ -221,6 +221,9 @@ class SqliteConnection {
 
   // Runs SQL written in this file: it has no parameters and returns no rows.
   Status Exec(const char* sql);
+  // As Exec for one statement run often (BEGIN, COMMIT, ROLLBACK): prepared once, kept with the
+  // others (see Prepare), and run even after a failure in the transaction.
+  Status Run(std::string_view sql);
   // `sql` must be written in this file, as it keys the cache for the connection's lifetime.
   // Once a statement of the current transaction failed, returns that failure instead.
   StatusOr<Statement> Prepare(std::string_view sql);
@@ -240,6 +243,8 @@ class SqliteConnection {
  private:
   explicit SqliteConnection(sqlite3* db) : db_(db) {}
   Status Configure(const SqliteOptions& options, Role role);
+  // `sql`'s statement, prepared on first use and kept until the connection closes.
+  StatusOr<sqlite3_stmt*> Cached(std::string_view sql);
 
   sqlite3* const db_;
   std::map<std::string_view, sqlite3_stmt*> statements_;
@@ -453,16 +458,24 @@ SqliteConnection::~SqliteConnection() {
 }
 
 Status SqliteConnection::RunTransaction(bool writable, const TransactionFn& fn) {
-  RETURN_IF_ERROR(Exec(writable ? "BEGIN IMMEDIATE" : "BEGIN"));
+  RETURN_IF_ERROR(Run(writable ? "BEGIN IMMEDIATE" : "BEGIN"));
   failure_ = OkStatus();
   SqliteTransaction tx(this, writable);
   Status status = fn(tx);
   if (status.ok()) status = failure_;
-  if (status.ok() && writable) status = Exec("COMMIT");
+  if (status.ok() && writable) status = Run("COMMIT");
   // A read, a failure, or a failed COMMIT. Should ROLLBACK fail too, the caller sees
   // InTransaction() and closes the connection.
-  if (InTransaction()) (void)Exec("ROLLBACK");
+  if (InTransaction()) (void)Run("ROLLBACK");
   return status;
+}
+
+Status SqliteConnection::Run(std::string_view sql) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Cached(sql));
+  const int rc = sqlite3_step(stmt);
+  sqlite3_reset(stmt);
+  if (rc != SQLITE_DONE) return SqliteError(db_, rc, "running " + std::string(sql));
+  return OkStatus();
 }
 
 Status SqliteConnection::Exec(const char* sql) {
@@ -473,15 +486,21 @@ Status SqliteConnection::Exec(const char* sql) {
 
 StatusOr<Statement> SqliteConnection::Prepare(std::string_view sql) {
   if (!failure_.ok()) return failure_;
+  StatusOr<sqlite3_stmt*> stmt = Cached(sql);
+  if (!stmt.ok()) return Failed(stmt.status());
+  return Statement(this, *stmt);
+}
+
+StatusOr<sqlite3_stmt*> SqliteConnection::Cached(std::string_view sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
-                                SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-    if (rc != SQLITE_OK) return Failed(SqliteError(db_, rc, "preparing a statement"));
+    const int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                                      SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) return SqliteError(db_, rc, "preparing a statement");
     it = statements_.emplace(sql, stmt).first;
   }
-  return Statement(this, it->second);
+  return it->second;
 }
 
 StatusOr<std::unique_ptr<SqliteMetadataStore>> SqliteMetadataStore::Open(
