@@ -267,9 +267,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<Response> PreflightResponse() const;
   template <typename Message>
   void SetHeaders(Message& message, const Response& response, bool keep_alive);
-  void WriteStreamPiece(bool keep_alive);
-  void ReadSourcePiece(size_t want);
-  void SendStreamPiece(bool keep_alive);
+  void AdvanceStream(bool keep_alive);
+  void ReadSourcePiece(bool keep_alive);
+  void OnSourcePiece(int buffer, bool keep_alive);
+  void EndStream();
   // Runs work(*this) on a worker thread, then then(*this) back on the connection's thread.
   // Meanwhile no read or write is pending, so nothing else touches the connection's state.
   template <typename Work, typename Then>
@@ -304,7 +305,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // What a handler run on a worker hands back (see Offload).
   std::optional<std::variant<Response, std::unique_ptr<BodyConsumer>>> started_;
   Response handler_response_;
-  StatusOr<size_t> source_read_ = size_t{0};
+  StatusOr<size_t> source_read_ = size_t{0};  // written by the worker reading a source piece
   std::optional<Response> refusal_;  // a refused streamed body is drained, then this is sent
   uint64_t drained_ = 0;
   // A streamed request body is read into one buffer while a worker hands the other to the
@@ -316,7 +317,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::optional<Piece> waiting_;  // read while the worker was busy: the next for the consumer
   beast::error_code read_error_;  // a read that failed while the worker was busy
   std::optional<Response> consumer_refusal_;  // written by the worker only (ConsumePiece)
-  std::vector<uint8_t> stream_buffer_;  // kStreamChunk bytes while a response is streamed
   Clock::time_point request_start_;
   Request request_;
   RouteMatch match_;
@@ -325,11 +325,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string cors_origin_;  // the request's Origin when CorsOptions::allow_origin allows it
   bhttp::response<bhttp::empty_body> continue_{bhttp::status::continue_, 11};
   bhttp::response<bhttp::string_body> response_;
-  // A streamed response: its message, serializer, source and progress.
+  // A streamed response: its message, serializer, source and progress. Pieces of the source
+  // alternate between two buffers of kStreamChunk bytes (the second made only for a body of
+  // more than one piece): while one is written, a worker reads the next into the other.
   bhttp::response<bhttp::buffer_body> stream_response_;
   std::optional<bhttp::response_serializer<bhttp::buffer_body>> serializer_;
   std::shared_ptr<StreamedBody> body_source_;
-  uint64_t body_sent_ = 0;
+  std::array<std::vector<uint8_t>, 2> stream_buffers_;
+  int stream_next_ = 0;         // the buffer the next source read fills
+  uint64_t body_read_ = 0;      // bytes the source has given
+  uint64_t body_sent_ = 0;      // bytes handed to the serializer
+  bool source_done_ = false;    // the source has nothing more to give (or failed)
+  bool source_busy_ = false;    // a source read is running (on a worker)
+  bool piece_writing_ = false;  // a write of the response is pending
+  bool stream_ended_ = false;   // the response ended while a source read was running
+  struct SourcePiece {
+    int buffer = 0;
+    StatusOr<size_t> read = size_t{0};
+  };
+  std::optional<SourcePiece> ready_;  // read, waiting for the write before it
   int response_status_ = 0;
 };
 
@@ -786,20 +800,17 @@ void Connection::Respond(Response response, bool keep_alive) {
       stream_response_.content_length(response.stream->size);
     }
     body_source_ = std::move(response.stream);
+    stream_next_ = 0;
+    body_read_ = 0;
     body_sent_ = 0;
-    stream_buffer_.resize(kStreamChunk);
+    source_done_ = false;
+    stream_ended_ = false;
+    ready_.reset();
     stream_response_.body().data = nullptr;
     stream_response_.body().more = true;
     serializer_.emplace(stream_response_);
-    bhttp::async_write_header(
-        stream_, *serializer_,
-        [self = shared_from_this(), keep_alive](beast::error_code ec, size_t) {
-          if (ec || self->phase_ == Phase::kClosed) {
-            return self->CloseSocket();
-          }
-          self->WriteStreamPiece(keep_alive);
-        });
-    return;
+    // The header goes out with the first piece.
+    return ReadSourcePiece(keep_alive);
   }
 
   response_ = {};
@@ -846,70 +857,106 @@ void Connection::SetHeaders(Message& message, const Response& response, bool kee
   message.keep_alive(keep_alive);
 }
 
-// Pulls the next piece of a streamed response from its source and writes it. A source that
-// fails or does not add up to the announced size ends the connection: the client sees a body
-// shorter than Content-Length, never bytes that are wrong.
-void Connection::WriteStreamPiece(bool keep_alive) {
-  if (body_source_->chunked) {
-    Offload([](Connection& c) { c.ReadSourcePiece(kStreamChunk); },
-            [keep_alive](Connection& c) { c.SendStreamPiece(keep_alive); });
-    return;
-  }
-  const uint64_t size = body_source_->size;
-  if (body_sent_ >= size) {
+// A streamed response: reads the next piece from its source, into the buffer not being
+// written. The first piece is read as the handler ran (inline for a runs_inline route, so a
+// small file takes no trip to a worker); later ones on a worker, overlapping the write of the
+// piece before. A source that fails or does not add up to the announced size ends the
+// connection: the client sees a body shorter than Content-Length, never bytes that are wrong.
+void Connection::ReadSourcePiece(bool keep_alive) {
+  const int buffer = stream_next_;
+  stream_next_ = 1 - stream_next_;
+  const bool chunked = body_source_->chunked;
+  const size_t want =
+      chunked
+          ? kStreamChunk
+          : static_cast<size_t>(std::min<uint64_t>(kStreamChunk, body_source_->size - body_read_));
+  if (!chunked && want == 0) {  // an empty body: nothing to read
     source_read_ = size_t{0};
-    return SendStreamPiece(keep_alive);
+    return OnSourcePiece(buffer, keep_alive);
   }
-  const size_t want = static_cast<size_t>(std::min<uint64_t>(kStreamChunk, size - body_sent_));
-  Offload([want](Connection& c) { c.ReadSourcePiece(want); },
-          [keep_alive](Connection& c) { c.SendStreamPiece(keep_alive); });
+  if (stream_buffers_[buffer].size() < want) stream_buffers_[buffer].resize(kStreamChunk);
+  source_busy_ = true;
+  auto work = [buffer, want, chunked](Connection& c) {
+    // Touches only the source, this buffer and source_read_: the connection's thread, which
+    // may be writing the other buffer meanwhile, leaves them alone until OnSourcePiece.
+    c.source_read_ = InternalError("the body source threw");
+    try {
+      c.source_read_ =
+          c.body_source_->read(std::span<uint8_t>(c.stream_buffers_[buffer].data(), want));
+    } catch (const std::exception&) {
+    }
+    // A chunked body ends when read returns 0; a sized one must give what it announced.
+    if (c.source_read_.ok() && ((*c.source_read_ == 0 && !chunked) || *c.source_read_ > want)) {
+      c.source_read_ = InternalError("the source ended early");
+    }
+  };
+  auto then = [buffer, keep_alive](Connection& c) { c.OnSourcePiece(buffer, keep_alive); };
+  if (body_read_ == 0) return Offload(work, then);
+  OnWorker(work, then);
 }
 
-// On a worker: the next piece from the body's source, into stream_buffer_.
-void Connection::ReadSourcePiece(size_t want) {
-  source_read_ = InternalError("the body source threw");
-  try {
-    source_read_ = body_source_->read(std::span<uint8_t>(stream_buffer_.data(), want));
-  } catch (const std::exception&) {
+void Connection::OnSourcePiece(int buffer, bool keep_alive) {
+  source_busy_ = false;
+  if (stream_ended_) return EndStream();  // the response was cut short meanwhile
+  if (source_read_.ok()) {
+    body_read_ += *source_read_;
+    source_done_ = body_source_->chunked ? *source_read_ == 0 : body_read_ == body_source_->size;
+  } else {
+    source_done_ = true;
   }
-  const bool may_end = body_source_->chunked;  // a chunked body ends when read returns 0
-  if (source_read_.ok() && ((*source_read_ == 0 && !may_end) || *source_read_ > want)) {
-    source_read_ = InternalError("the source ended early");
-  }
+  ready_ = SourcePiece{buffer, std::move(source_read_)};
+  AdvanceStream(keep_alive);
 }
 
-void Connection::SendStreamPiece(bool keep_alive) {
-  const uint64_t size = body_source_->size;
-  if (!source_read_.ok()) {
-    Log(LogLevel::kError, "http.stream_aborted",
-        {{"request_id", request_.request_id},
-         {"sent", std::to_string(body_sent_)},
-         {"size", std::to_string(size)},
-         {"error", source_read_.status().ToString()}});
-    LogRequest(response_status_);
-    return CloseSocket();
+// Writes the piece read, once the write before it is done, and starts reading the next.
+void Connection::AdvanceStream(bool keep_alive) {
+  if (!piece_writing_ && ready_.has_value()) {
+    SourcePiece piece = *std::exchange(ready_, std::nullopt);
+    if (!piece.read.ok()) {
+      Log(LogLevel::kError, "http.stream_aborted",
+          {{"request_id", request_.request_id},
+           {"sent", std::to_string(body_sent_)},
+           {"size", std::to_string(body_source_->size)},
+           {"error", piece.read.status().ToString()}});
+      LogRequest(response_status_);
+      return CloseSocket();
+    }
+    const size_t n = *piece.read;
+    body_sent_ += n;
+    auto& body = stream_response_.body();
+    body.data = n > 0 ? stream_buffers_[piece.buffer].data() : nullptr;
+    body.size = n;
+    body.more = body_source_->chunked ? n > 0 : body_sent_ < body_source_->size;
+    piece_writing_ = true;
+    tcp().expires_after(options_.write_timeout);  // progress, not the whole body, is bounded
+    bhttp::async_write(stream_, *serializer_,
+                       beast::bind_front_handler(&Connection::OnStreamPieceWritten,
+                                                 shared_from_this(), keep_alive));
   }
-  const size_t n = *source_read_;
-  body_sent_ += n;
-  auto& body = stream_response_.body();
-  body.data = n > 0 ? stream_buffer_.data() : nullptr;
-  body.size = n;
-  body.more = body_source_->chunked ? n > 0 : body_sent_ < size;
-  tcp().expires_after(options_.write_timeout);  // progress, not the whole body, is bounded
-  bhttp::async_write(
-      stream_, *serializer_,
-      beast::bind_front_handler(&Connection::OnStreamPieceWritten, shared_from_this(), keep_alive));
+  if (!source_busy_ && !source_done_ && !ready_.has_value()) ReadSourcePiece(keep_alive);
 }
 
 void Connection::OnStreamPieceWritten(bool keep_alive, beast::error_code ec, size_t) {
+  piece_writing_ = false;
   if (ec == bhttp::error::need_buffer) ec = {};
   if (!ec && phase_ != Phase::kClosed && !serializer_->is_done()) {
-    return WriteStreamPiece(keep_alive);
+    return AdvanceStream(keep_alive);
   }
   serializer_.reset();
-  body_source_.reset();
-  stream_buffer_ = {};
+  EndStream();
   OnWritten(keep_alive, ec, 0);
+}
+
+// Frees the source and its buffers, once no worker reads into them.
+void Connection::EndStream() {
+  if (source_busy_) {
+    stream_ended_ = true;
+    return;
+  }
+  stream_ended_ = false;
+  ready_.reset();
+  body_source_.reset();
+  stream_buffers_ = {};
 }
 
 void Connection::OnWritten(bool keep_alive, beast::error_code ec, size_t) {

@@ -151,6 +151,16 @@ class HttpServerTest : public ::testing::Test {
       const uint64_t fail_after = std::stoull(r.query.count("fail") ? r.query.at("fail") : "-1");
       return PatternStream(size, fail_after);
     });
+    // The same from a runs_inline route: its first piece is read on the I/O thread, the
+    // others on workers while the piece before is written.
+    router_->Add("GET", "*", "/inline-download/{size}",
+                 [](Request& r) {
+                   const uint64_t size = std::stoull(r.params.at("size"));
+                   const uint64_t fail_after =
+                       std::stoull(r.query.count("fail") ? r.query.at("fail") : "-1");
+                   return PatternStream(size, fail_after);
+                 },
+                 {.runs_inline = true});
     // `n` server-sent events of unknown total size, one chunk each; ?fail=k fails the k-th.
     router_->Add("GET", "*", "/events/{n}", [](Request& r) {
       Response response = Text(200, "", "text/event-stream");
@@ -586,6 +596,24 @@ TEST_F(HttpServerTest, StreamedDownloadWhoseSourceFailsIsCutShortNeverCompleted)
   auto response = HttpsRequest(Req("GET", "/download/3000000?fail=1000000"));
   EXPECT_FALSE(response.ok());  // the connection ends before Content-Length bytes
   // The server serves the next request as usual.
+  EXPECT_EQ(Send(Req("GET", "/hello")).status, 200);
+}
+
+TEST_F(HttpServerTest, StreamedDownloadsOfInlineRoutesInterleaveWorkersAndStayWhole) {
+  StartServer();
+  HttpsClient client;  // one kept-alive connection throughout
+  for (int round = 0; round < 3; ++round) {
+    for (uint64_t size : {uint64_t{0}, uint64_t{10}, (uint64_t{1} << 20) + 3}) {
+      auto response = client.Send(Req("GET", "/inline-download/" + std::to_string(size)));
+      ASSERT_TRUE(response.ok()) << response.status();
+      EXPECT_EQ(response->status, 200);
+      EXPECT_EQ(response->Header("Content-Length").value_or(""), std::to_string(size));
+      EXPECT_TRUE(response->body == Pattern(size)) << "size " << size;
+    }
+  }
+  // A source failing in its first piece (read before anything was sent) or a later one.
+  EXPECT_FALSE(HttpsRequest(Req("GET", "/inline-download/3000000?fail=0")).ok());
+  EXPECT_FALSE(HttpsRequest(Req("GET", "/inline-download/3000000?fail=1000000")).ok());
   EXPECT_EQ(Send(Req("GET", "/hello")).status, 200);
 }
 
