@@ -17,7 +17,7 @@
 #
 # Usage: bench/cmk_bench.sh [BUILD_DIR] [ROUNDS] [SMALL_SECONDS] [CONNECTIONS...]
 #   defaults: build/release, 3 rounds of the 1 GiB transfers (medians), 10 s per wrk run,
-#   connections 4 16 64 (9 runs: longer than one key-cache TTL). KEYFOUNDRY_THREADS (default 16)
+#   connections 4 8 16 64 (12 runs: longer than two key-cache TTLs). KEYFOUNDRY_THREADS (default 16)
 #   sets the server's threads; KEYFOUNDRY_KEY_CACHE_TTL_SECONDS (default 60) its key-cache TTL.
 # curl and wrk run on the same machine as the server and nginx, so every figure pays for them
 # alike; the CPU columns show the server's share and everyone else's (a neighbour's load shows
@@ -30,7 +30,7 @@ rounds=${2:-3}
 small_seconds=${3:-10}
 shift $(($# < 3 ? $# : 3))
 connections=("$@")
-[[ ${#connections[@]} -gt 0 ]] || connections=(4 16 64)
+[[ ${#connections[@]} -gt 0 ]] || connections=(4 8 16 64)
 cores=$(nproc)
 ttl=${KEYFOUNDRY_KEY_CACHE_TTL_SECONDS:-60}  # the server reads it too
 
