@@ -382,12 +382,10 @@ StatusOr<Account> AccountStore::Put(Account account, bool* created) {
   }
   account.updated_at = Now();
   const std::string value = Encode(account).dump();
-  const Status written = store_.Write([&](storage::Transaction& txn) -> Status {
+  RETURN_IF_ERROR(WriteAccount(key, [&](storage::Transaction& txn) -> Status {
     if (is_new) return txn.Insert(kTable, key, AsBytes(value));
     return txn.Put(kTable, key, AsBytes(value));
-  });
-  Forget(key);
-  RETURN_IF_ERROR(written);
+  }));
   if (created != nullptr) *created = is_new;
   return account;
 }
@@ -420,10 +418,12 @@ StatusOr<Account> AccountStore::GetByName(std::string_view name) const {
   return account;
 }
 
-void AccountStore::Forget(const std::string& lower_name) {
+Status AccountStore::WriteAccount(const std::string& lower_name, const storage::TransactionFn& fn) {
+  const Status written = store_.Write(fn);
   MutexLock lock(&cache_mu_);
   ++writes_;
   cache_.erase(lower_name);
+  return written;
 }
 
 StatusOr<Account> AccountStore::Get(std::string_view subscription_id, std::string_view group,
@@ -464,10 +464,8 @@ StatusOr<std::vector<Account>> AccountStore::List(std::string_view subscription_
 
 Status AccountStore::Delete(const Account& account) {
   const std::string key = ToLowerAscii(account.name);
-  const Status deleted =
-      store_.Write([&](storage::Transaction& txn) -> Status { return txn.Delete(kTable, key); });
-  Forget(key);
-  return deleted;
+  return WriteAccount(key,
+                      [&](storage::Transaction& txn) -> Status { return txn.Delete(kTable, key); });
 }
 
 StatusOr<std::vector<SecretBytes>> AccountStore::ListKeys(const Account& account) {
@@ -514,10 +512,9 @@ StatusOr<Account> AccountStore::RegenerateKey(const Account& account, int which)
   updated.updated_at = Now();
   const std::string value = Encode(updated).dump();
   const std::string key = ToLowerAscii(account.name);
-  const Status written = store_.Write(
-      [&](storage::Transaction& txn) -> Status { return txn.Put(kTable, key, AsBytes(value)); });
-  Forget(key);
-  RETURN_IF_ERROR(written);
+  RETURN_IF_ERROR(WriteAccount(key, [&](storage::Transaction& txn) -> Status {
+    return txn.Put(kTable, key, AsBytes(value));
+  }));
   return updated;
 }
 

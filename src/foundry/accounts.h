@@ -161,16 +161,16 @@ class AccountStore {
  private:
   Status NewKeys(Account& account);
   int64_t Now() const;
-  // Drops the cached account (after a write to it) and keeps reads begun before from filling
-  // the cache.
-  void Forget(const std::string& lower_name);
+  // Every write of an account: runs `fn` in a write transaction, then drops the cached account
+  // (committed or not) and keeps reads begun before from filling the cache.
+  Status WriteAccount(const std::string& lower_name, const storage::TransactionFn& fn);
 
   storage::MetadataStore& store_;
   hsm::KeyProvider& hsm_;
   const Clock& clock_;
   mutable Mutex cache_mu_;
   mutable std::unordered_map<std::string, Account> cache_ GUARDED_BY(cache_mu_);
-  uint64_t writes_ GUARDED_BY(cache_mu_) = 0;  // Forget calls so far
+  uint64_t writes_ GUARDED_BY(cache_mu_) = 0;  // WriteAccount calls so far
 };
 
 }  // namespace keyfoundry::foundry

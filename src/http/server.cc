@@ -271,8 +271,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void ReadSourcePiece(bool keep_alive);
   void OnSourcePiece(int buffer, bool keep_alive);
   void EndStream();
-  // Runs work(*this) on a worker thread, then then(*this) back on the connection's thread.
-  // Meanwhile no read or write is pending, so nothing else touches the connection's state.
+  // Runs work(*this) on a worker thread (inline for a runs_inline route), then then(*this)
+  // back on the connection's thread. Meanwhile no read or write is pending, so nothing else
+  // touches the connection's state; the one exception, a streamed response's next piece read
+  // while the last is written, says what it touches (ReadSourcePiece).
   template <typename Work, typename Then>
   void Offload(Work work, Then then);
   template <typename Work, typename Then>
